@@ -1,0 +1,258 @@
+//! The invalidation bus: Redis pub/sub between every process sharing a prefix.
+//!
+//! A write, delete or tag invalidation is announced on `{<prefix>}:bus:v<WIRE_VERSION>` in the
+//! same round trip as the Redis change itself (a pipeline or the Lua script), so a receiver that
+//! drops its L1 copy and reads Redis again finds the new state. A message names a key or a tag,
+//! never a value:
+//!
+//! ```text
+//! <instance id>|<op>|<name>     op: s:<write id> = key set, d = key deleted,
+//!                                   t = tag invalidated,
+//!                                   r = stampede lock released without a value
+//! ```
+//!
+//! A process ignores its own messages (by instance id). The wire version is part of the channel
+//! name: a future format is published on a new channel, so during a rolling upgrade old and new
+//! processes never read each other's bytes.
+//!
+//! ## Behavior on connection loss
+//! The subscriber runs on its own connection and pings Redis every second. When that connection
+//! drops or a ping goes unanswered within `redis.commandTimeout`, the subscriber reconnects with
+//! backoff (50 ms doubling to 1 s). Messages published meanwhile are lost, so after every
+//! *re*-subscription the handler is told to make L1 safe (the cache clears it).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+/// Version of the message format, part of the channel name.
+pub const WIRE_VERSION: u32 = 1;
+
+const HEARTBEAT: Duration = Duration::from_secs(1);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// What another process announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusEvent {
+    /// A key was written, by the write with this id (see [`crate::codec`]).
+    KeyChanged(String, u64),
+    /// A key was deleted.
+    KeyDeleted(String),
+    /// Every entry with this tag was invalidated.
+    TagInvalidated(String),
+    /// A stampede lock on this key was released without a value being written.
+    LockReleased(String),
+}
+
+/// Builds a message.
+pub fn encode(instance: &str, event: &BusEvent) -> String {
+    let (op, name) = match event {
+        BusEvent::KeyChanged(k, w) => return format!("{instance}|s:{w}|{k}"),
+        BusEvent::KeyDeleted(k) => ('d', k),
+        BusEvent::TagInvalidated(t) => ('t', t),
+        BusEvent::LockReleased(k) => ('r', k),
+    };
+    format!("{instance}|{op}|{name}")
+}
+
+/// Reads a message: `None` when malformed (ignored and counted by the caller).
+pub fn decode(payload: &[u8]) -> Option<(&str, BusEvent)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (instance, rest) = text.split_once('|')?;
+    let (op, name) = rest.split_once('|')?;
+    if instance.is_empty() || name.is_empty() {
+        return None;
+    }
+    let event = match op {
+        "s" => BusEvent::KeyChanged(name.to_string(), 0),
+        op if op.starts_with("s:") => BusEvent::KeyChanged(name.to_string(), op[2..].parse().ok()?),
+        "d" => BusEvent::KeyDeleted(name.to_string()),
+        "t" => BusEvent::TagInvalidated(name.to_string()),
+        "r" => BusEvent::LockReleased(name.to_string()),
+        _ => return None,
+    };
+    Some((instance, event))
+}
+
+/// Receives what the bus delivers.
+pub trait BusHandler: Send + Sync + 'static {
+    /// A message from another process.
+    fn on_event(&self, event: BusEvent);
+    /// A message that could not be read.
+    fn on_malformed(&self);
+    /// The subscription is (again) active. `resubscribed` is true after a loss: messages may
+    /// have been missed.
+    fn on_subscribed(&self, resubscribed: bool);
+}
+
+/// Settings of the subscriber.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// The Redis settings (URL, TLS).
+    pub redis: crate::config::L2Config,
+    /// The channel.
+    pub channel: String,
+    /// This process's instance id (messages carrying it are ignored).
+    pub instance: String,
+    /// Bound on connecting.
+    pub connect_timeout: Duration,
+    /// Bound on a heartbeat ping.
+    pub command_timeout: Duration,
+}
+
+/// A running subscriber. Dropping it (or [`Bus::stop`]) ends the task and its connection.
+pub struct Bus {
+    stop: watch::Sender<bool>,
+    connected: Arc<AtomicBool>,
+    first_attempt: watch::Receiver<bool>,
+}
+
+impl Bus {
+    /// Starts the subscriber on `rt`.
+    pub fn start(rt: &Handle, config: BusConfig, handler: Arc<dyn BusHandler>) -> Bus {
+        let (stop, stop_rx) = watch::channel(false);
+        let (attempted_tx, first_attempt) = watch::channel(false);
+        let connected = Arc::new(AtomicBool::new(false));
+        rt.spawn(run(
+            config,
+            handler,
+            stop_rx,
+            attempted_tx,
+            connected.clone(),
+        ));
+        Bus {
+            stop,
+            connected,
+            first_attempt,
+        }
+    }
+
+    /// Whether the subscription is active now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Waits (within `bound`) until the first subscription attempt has finished, so the first
+    /// operations of a new cache do not run before it listens.
+    pub async fn first_attempt_done(&self, bound: Duration) {
+        let mut rx = self.first_attempt.clone();
+        let _ = tokio::time::timeout(bound, rx.wait_for(|done| *done)).await;
+    }
+
+    /// Stops the subscriber.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn run(
+    config: BusConfig,
+    handler: Arc<dyn BusHandler>,
+    mut stop: watch::Receiver<bool>,
+    attempted: watch::Sender<bool>,
+    connected: Arc<AtomicBool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut subscribed_before = false;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let attempt = tokio::time::timeout(config.connect_timeout, subscribe(&config)).await;
+        let _ = attempted.send(true);
+        if let Ok(Ok(pubsub)) = attempt {
+            connected.store(true, Ordering::Release);
+            handler.on_subscribed(subscribed_before);
+            subscribed_before = true;
+            backoff = BACKOFF_MIN;
+            let stopped = listen(pubsub, &config, handler.as_ref(), &mut stop).await;
+            connected.store(false, Ordering::Release);
+            if stopped {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn subscribe(config: &BusConfig) -> redis::RedisResult<redis::aio::PubSub> {
+    let client = crate::l2::client(&config.redis)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(&config.channel).await?;
+    Ok(pubsub)
+}
+
+/// Delivers messages until the connection is lost (false) or the bus is stopped (true).
+async fn listen(
+    pubsub: redis::aio::PubSub,
+    config: &BusConfig,
+    handler: &dyn BusHandler,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return false };
+                match decode(msg.get_payload_bytes()) {
+                    Some((from, _)) if from == config.instance => {}
+                    Some((_, event)) => handler.on_event(event),
+                    None => handler.on_malformed(),
+                }
+            }
+            _ = heartbeat.tick() => {
+                let ping = tokio::time::timeout(config.command_timeout, sink.ping::<redis::Value>()).await;
+                if !matches!(ping, Ok(Ok(_))) {
+                    return false;
+                }
+            }
+            _ = stop.changed() => return true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_rejected() {
+        for e in [
+            BusEvent::KeyChanged("user:42|x".into(), 42),
+            BusEvent::KeyDeleted("k".into()),
+            BusEvent::TagInvalidated("ünï".into()),
+            BusEvent::LockReleased("k".into()),
+        ] {
+            let m = encode("abc", &e);
+            assert_eq!(decode(m.as_bytes()), Some(("abc", e)));
+        }
+        for bad in [
+            &b""[..],
+            b"abc",
+            b"abc|s",
+            b"abc|x|k",
+            b"|s|k",
+            b"abc|s|",
+            b"\xff|s|k",
+        ] {
+            assert_eq!(decode(bad), None);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The envelope a value travels in through Redis.
+//!
+//! A Redis value is one JSON object, version first and the caller's value last:
+//!
+//! ```text
+//! {"v":1,"e":1767225600000,"l":300000,"w":8123,"t":["user:42"],"d":{"name":"Ada"}}
+//! ```
+//!
+//! - `v`: envelope version (readers treat an unknown version as a miss, so a rolling upgrade is safe);
+//! - `e`: absolute expiry, Unix milliseconds, so a copy in another process's L1 never outlives it;
+//! - `l`: the L1 TTL in milliseconds when the entry was written with a per-entry `ttl` (absent: the
+//!   reader's own `l1.ttl`);
+//! - `t`: the entry's tags, so a process that copies it into L1 can invalidate it by tag;
+//! - `w`: the write's id, also named in the write's bus message, so a process that already
+//!   copied exactly this write into L1 keeps it when the message arrives;
+//! - `d`: the value, as the caller's `JSON.stringify` produced it. It is handed back to JavaScript
+//!   as a string slice, never converted value by value.
+//!
+//! Anything read from Redis is untrusted: [`decode`] validates all of it and a malformed
+//! envelope is an error the cache counts and treats as a miss.
+
+use std::fmt::Write;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The current envelope version.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// A decoded envelope, borrowing from the Redis bytes.
+#[derive(Debug, PartialEq)]
+pub struct Envelope<'a> {
+    /// Absolute expiry in Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// The writer's per-entry L1 TTL in milliseconds, if it set one.
+    pub l1_ttl_ms: Option<u64>,
+    /// The entry's tags.
+    pub tags: Vec<String>,
+    /// The id of the write that stored it (0 when absent).
+    pub write_id: u64,
+    /// The value's JSON text.
+    pub value_json: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Wire<'a> {
+    v: u32,
+    e: u64,
+    #[serde(default)]
+    l: Option<u64>,
+    #[serde(default)]
+    w: u64,
+    #[serde(default)]
+    t: Vec<String>,
+    #[serde(borrow)]
+    d: &'a RawValue,
+}
+
+/// Why an envelope was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not UTF-8, not JSON, or not the envelope's shape.
+    Malformed,
+    /// A version this build does not read.
+    UnknownVersion(u32),
+}
+
+/// Builds the envelope around a value's JSON text.
+///
+/// `value_json` must be valid JSON (the binding passes `JSON.stringify`'s output).
+pub fn encode(
+    value_json: &str,
+    expires_at_ms: u64,
+    l1_ttl_ms: Option<u64>,
+    write_id: u64,
+    tags: &[String],
+) -> String {
+    let tags_json = serde_json::to_string(tags).expect("strings always serialize");
+    let mut out = String::with_capacity(value_json.len() + tags_json.len() + 48);
+    let _ = write!(out, "{{\"v\":{ENVELOPE_VERSION},\"e\":{expires_at_ms}");
+    if let Some(l) = l1_ttl_ms {
+        let _ = write!(out, ",\"l\":{l}");
+    }
+    let _ = write!(
+        out,
+        ",\"w\":{write_id},\"t\":{tags_json},\"d\":{value_json}}}"
+    );
+    out
+}
+
+/// Reads an envelope from Redis bytes. Never panics, whatever the bytes.
+pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed)?;
+    let wire: Wire<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Malformed)?;
+    if wire.v != ENVELOPE_VERSION {
+        return Err(DecodeError::UnknownVersion(wire.v));
+    }
+    if wire.t.iter().any(|t| t.is_empty()) {
+        return Err(DecodeError::Malformed);
+    }
+    Ok(Envelope {
+        expires_at_ms: wire.e,
+        l1_ttl_ms: wire.l,
+        tags: wire.t,
+        write_id: wire.w,
+        value_json: wire.d.get(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_value_text_exactly() {
+        let tags = vec!["user:42".to_string(), "ünï\"code".to_string()];
+        for value in [
+            "0",
+            "false",
+            "\"\"",
+            "[]",
+            "{}",
+            "{\"a\":[1,2,{\"b\":null}]}",
+            "\"\\u2028\"",
+        ] {
+            let env = encode(value, 1234, Some(50), 7, &tags);
+            let d = decode(env.as_bytes()).unwrap();
+            assert_eq!(d.value_json, value);
+            assert_eq!(d.expires_at_ms, 1234);
+            assert_eq!(d.l1_ttl_ms, Some(50));
+            assert_eq!(d.tags, tags);
+        }
+        let env = encode("1", 9, None, 7, &[]);
+        let d = decode(env.as_bytes()).unwrap();
+        assert_eq!(d.l1_ttl_ms, None);
+        assert!(d.tags.is_empty());
+    }
+
+    #[test]
+    fn foreign_or_corrupt_bytes_are_rejected_not_panics() {
+        for bad in [
+            &b""[..],
+            b"hello",
+            b"\xff\xfe",
+            b"{\"v\":1}",
+            b"{\"v\":1,\"e\":-1,\"t\":[],\"d\":1}",
+            b"{\"v\":1,\"e\":1,\"t\":[\"\"],\"d\":1}",
+            b"{\"v\":1,\"e\":1,\"t\":[],\"d\":}",
+            b"{\"v\":1,\"e\":1,\"t\":[],\"d\":1",
+            b"[1,2,3]",
+        ] {
+            assert_eq!(
+                decode(bad),
+                Err(DecodeError::Malformed),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            decode(b"{\"v\":2,\"e\":1,\"t\":[],\"d\":1}"),
+            Err(DecodeError::UnknownVersion(2))
+        );
+    }
+}

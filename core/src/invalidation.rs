@@ -1,0 +1,224 @@
+//! A short memory of recent invalidations, so a Redis read that raced with one is not copied
+//! into L1.
+//!
+//! The race: `get(k)` misses L1 and reads Redis; before the answer arrives, `set(k)`, `del(k)`
+//! or an invalidation of one of `k`'s tags (local, or from another process over the bus)
+//! happens. Copying the older answer into L1 would resurrect a value that was just replaced.
+//! A read records the epoch when it started ([`InvalidationLog::begin`]); before filling L1 it
+//! asks [`InvalidationLog::is_stale`] whether its key or any of its tags was invalidated since.
+//! A stale answer is still returned to its caller (it was current when read), only not cached.
+//!
+//! A local write or invalidation is applied twice: when it is issued and again when Redis has
+//! applied it (the cache records it here again and removes whatever a racing read put in L1
+//! meanwhile). Reads race with it in between, since they may reach Redis first; after the
+//! second record, any read that started earlier is stale. A change from another process is
+//! recorded when its bus message arrives, which is after Redis applied it.
+//!
+//! Memory is bounded: entries older than [`HORIZON`] are pruned, and a read that started
+//! before the pruning horizon counts as stale.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// How long an invalidation is remembered. Reads slower than this are never copied into L1.
+pub const HORIZON: Duration = Duration::from_secs(10);
+/// Remembered names above which the log forgets everything and moves its floor instead.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// Where a read started.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadStart {
+    epoch: u64,
+    at: Instant,
+}
+
+#[derive(Default)]
+struct Recent {
+    /// (is_tag, name) -> (epoch of its latest invalidation, id of the write it announced or 0)
+    names: HashMap<(bool, Box<str>), (u64, u64)>,
+    /// every read that began at or before this epoch is stale
+    floor: u64,
+    last_prune: Option<Instant>,
+    /// (epoch, when) pairs in order, to prune by age
+    timeline: std::collections::VecDeque<(u64, Instant)>,
+}
+
+/// The log. Cheap when nothing was invalidated since a read began (one atomic load).
+#[derive(Default)]
+pub struct InvalidationLog {
+    epoch: AtomicU64,
+    recent: Mutex<Recent>,
+}
+
+impl InvalidationLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks the start of a read.
+    pub fn begin(&self) -> ReadStart {
+        ReadStart {
+            epoch: self.epoch.load(Ordering::Acquire),
+            at: Instant::now(),
+        }
+    }
+
+    /// The epoch now: a token for work (a loader call) that runs outside Rust, turned back into
+    /// a start with [`InvalidationLog::since`]. Invalidations pruned meanwhile still count: a
+    /// start before the pruning floor is stale.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// A start from an [`InvalidationLog::epoch`] token.
+    pub fn since(&self, epoch: u64) -> ReadStart {
+        ReadStart {
+            epoch,
+            at: Instant::now(),
+        }
+    }
+
+    /// Records that `key` was written or removed.
+    pub fn key(&self, key: &str) {
+        self.record(false, key, 0);
+    }
+
+    /// Records that another process wrote `key` with write `write_id`: a read that returns
+    /// exactly that write is not stale because of it.
+    pub fn key_written(&self, key: &str, write_id: u64) {
+        self.record(false, key, write_id);
+    }
+
+    /// Records that every entry tagged `tag` was invalidated.
+    pub fn tag(&self, tag: &str) {
+        self.record(true, tag, 0);
+    }
+
+    /// Records that everything was invalidated (L1 cleared).
+    pub fn all(&self) {
+        let mut recent = self.recent.lock();
+        let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        recent.names.clear();
+        recent.timeline.clear();
+        recent.floor = e;
+    }
+
+    fn record(&self, is_tag: bool, name: &str, write_id: u64) {
+        let mut recent = self.recent.lock();
+        let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let now = Instant::now();
+        if recent.names.len() >= MAX_REMEMBERED {
+            recent.names.clear();
+            recent.timeline.clear();
+            recent.floor = e;
+            return;
+        }
+        recent.names.insert((is_tag, name.into()), (e, write_id));
+        recent.timeline.push_back((e, now));
+        if recent
+            .last_prune
+            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
+        {
+            recent.last_prune = Some(now);
+            prune(&mut recent, now);
+        }
+    }
+
+    /// Whether `key` or one of `tags` was invalidated after `start`, by anything other than
+    /// the write `write_id` the read returned (0: unknown).
+    pub fn is_stale(&self, start: ReadStart, key: &str, tags: &[String], write_id: u64) -> bool {
+        if self.epoch.load(Ordering::Acquire) == start.epoch {
+            return false;
+        }
+        if start.at.elapsed() >= HORIZON {
+            return true;
+        }
+        let recent = self.recent.lock();
+        if start.epoch < recent.floor {
+            return true;
+        }
+        let newer = |is_tag: bool, name: &str| {
+            recent
+                .names
+                .get(&(is_tag, Box::from(name)))
+                .is_some_and(|&(e, w)| e > start.epoch && (write_id == 0 || w != write_id))
+        };
+        newer(false, key) || tags.iter().any(|t| newer(true, t))
+    }
+}
+
+fn prune(recent: &mut Recent, now: Instant) {
+    let mut cut = None;
+    while let Some(&(e, at)) = recent.timeline.front() {
+        if now.duration_since(at) < HORIZON {
+            break;
+        }
+        cut = Some(e);
+        recent.timeline.pop_front();
+    }
+    if let Some(cut) = cut {
+        recent.names.retain(|_, (e, _)| *e > cut);
+        // reads older than HORIZON are stale anyway; the floor keeps that true after pruning
+        recent.floor = recent.floor.max(cut);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unrelated_invalidations_do_not_make_a_read_stale() {
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        assert!(!log.is_stale(start, "k", &[], 0));
+        log.key("other");
+        log.tag("t-other");
+        assert!(!log.is_stale(start, "k", &["t".into()], 0));
+    }
+
+    #[test]
+    fn key_and_tag_invalidations_after_the_start_make_it_stale() {
+        let log = InvalidationLog::new();
+        log.key("k"); // before the read: irrelevant
+        let start = log.begin();
+        assert!(!log.is_stale(start, "k", &[], 0));
+        log.tag("t");
+        assert!(log.is_stale(start, "k", &["x".into(), "t".into()], 0));
+        assert!(!log.is_stale(start, "k", &["x".into()], 0));
+        log.key("k");
+        assert!(log.is_stale(start, "k", &[], 0));
+    }
+
+    #[test]
+    fn a_read_of_exactly_the_announced_write_is_not_stale() {
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        log.key_written("k", 7);
+        assert!(
+            !log.is_stale(start, "k", &[], 7),
+            "the read returned write 7 itself"
+        );
+        assert!(log.is_stale(start, "k", &[], 6), "an older write is stale");
+        assert!(
+            log.is_stale(start, "k", &[], 0),
+            "an unknown write is stale"
+        );
+        log.key_written("k", 8);
+        assert!(log.is_stale(start, "k", &[], 7), "write 8 came after");
+    }
+
+    #[test]
+    fn clearing_everything_makes_older_reads_stale() {
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        log.all();
+        assert!(log.is_stale(start, "anything", &[], 0));
+        let after = log.begin();
+        assert!(!log.is_stale(after, "anything", &[], 0));
+    }
+}

@@ -1,0 +1,32 @@
+//! # mlc-core: the engine of `multi-level-cache`
+//!
+//! Plain Rust, no Node.js types: the binding crate (`src/lib.rs` at the repository root) turns
+//! JavaScript values and errors into calls of [`cache::Cache`].
+//!
+//! - [`config`]: options, defaults and their validation.
+//! - [`l1`]: the bounded in-process layer (moka), holding slot numbers, TTLs and tags.
+//! - [`l2`]: the Redis layer, every command bounded by a timeout.
+//! - [`breaker`]: the circuit breaker that stops calling a dead or frozen Redis.
+//! - [`keys`]: the Redis key layout of a prefix.
+//! - [`lock`]: stampede locks held and awaited across processes.
+//! - [`bus`]: the pub/sub invalidation bus between processes.
+//! - [`codec`]: the envelope a value travels in through Redis.
+//! - [`invalidation`]: the memory that keeps racing reads from refilling L1 with stale data.
+//! - [`metrics`]: event counters.
+//! - [`cache`]: the orchestrator and its completion queue.
+//! - [`runtime`]: the process-wide tokio runtime.
+//! - [`error`]: error codes and classes.
+
+pub mod breaker;
+pub mod bus;
+pub mod cache;
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod invalidation;
+pub mod keys;
+pub mod l1;
+pub mod l2;
+pub mod lock;
+pub mod metrics;
+pub mod runtime;
