@@ -1,0 +1,595 @@
+//! # multi-level-cache: the Node.js binding
+//!
+//! ## Design
+//!
+//! Three layers, each with one job:
+//!
+//! - `index.js` (hand-written JavaScript) is the public API. It validates every argument (so it
+//!   can reject with the right `TypeError`/`RangeError` and `code`), runs `JSON.stringify` /
+//!   `JSON.parse`, keeps the **decoded values** in a JS array indexed by L1 slot, and runs
+//!   loaders (single-flight per key).
+//! - this module (the only one that knows napi) converts arguments and results and nothing else.
+//! - `mlc-core` (the `core/` crate, plain Rust) owns L1 (moka), L2 (Redis), tags, the
+//!   invalidation log and the counters.
+//!
+//! ### How a `get` flows
+//!
+//! 1. JS looks the key up in its own `Map` of key -> L1 slot and checks the slot in the Rust
+//!    L1's *expiry table*, shared memory exposed by [`NativeCache::expiry_table`]: non-zero
+//!    means live. On a hit JS resolves with `values[slot]`: no native call, no tokio, no JSON.
+//!    (Without shared memory, e.g. under Electron, it asks [`NativeCache::l1_get`] instead.)
+//! 2. On a miss JS calls [`NativeCache::get_l2`] with a fresh operation id. Reads issued while
+//!    others are in flight are sent together as one `MGET` on the tokio thread; results are
+//!    queued in the core.
+//! 3. When the queue goes from empty to non-empty, the core calls a threadsafe function once;
+//!    on the JS thread, JS calls [`NativeCache::drain`] and settles every finished operation of
+//!    the batch. For a Redis hit, `drain` copies the entry into L1 (unless an invalidation
+//!    raced with the read) and returns the slot where JS stores the parsed value.
+//! 4. With a loader (`getOrSet`), [`NativeCache::read_or_lock`] replaces step 2: one script
+//!    returns the value, or the stampede lock and the invalidation clock. JS runs the loader
+//!    and calls [`NativeCache::set`], which writes L1 synchronously (returning the slot) and
+//!    starts the Redis write, which Redis refuses if the key or a tag was invalidated since.
+//!
+//! ### Threads and ownership
+//!
+//! - The JS thread owns the value array and is the only caller of these methods.
+//! - The tokio runtime (one worker thread, shared by all caches) runs every Redis command.
+//! - moka may drop entries on either thread; freed slots wait in the core until JS takes them
+//!   with [`NativeCache::take_freed`] and clears them, so a slot is never reused while it holds
+//!   a stale value.
+//! - The threadsafe function is *weak*: it is referenced only while operations are in flight,
+//!   so an idle cache (even one never closed) never keeps the process alive.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use mlc_core::cache::{Cache, LoadContext, Outcome, Started};
+use mlc_core::config::{self, Config, Options};
+use mlc_core::error::{CacheError, ErrorClass};
+use mlc_core::metrics::{LatencyOutcome, LATENCY_BUCKETS};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+/// The notifier: a weak threadsafe function taking no arguments.
+type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+/// Options after the JS layer checked their types; ranges are checked by `mlc-core`.
+#[napi(object)]
+pub struct NativeOptions {
+    /// Redis URL; absent: no Redis.
+    pub redis_url: Option<String>,
+    /// Namespace of every Redis key and channel.
+    pub prefix: Option<String>,
+    /// `l1: false`.
+    pub l1_disabled: Option<bool>,
+    /// `l1.maxEntries`.
+    pub l1_max_entries: Option<f64>,
+    /// `l1.ttl`, seconds.
+    pub l1_ttl: Option<f64>,
+    /// `l2: false`.
+    pub l2_disabled: Option<bool>,
+    /// `l2.ttl`, seconds.
+    pub l2_ttl: Option<f64>,
+    /// `lock.ttl`, seconds.
+    pub lock_ttl: Option<f64>,
+    /// `lock.wait`, seconds.
+    pub lock_wait: Option<f64>,
+    /// `loaderTimeout`, seconds.
+    pub loader_timeout: Option<f64>,
+    /// `redis.connectTimeout`, seconds.
+    pub connect_timeout: Option<f64>,
+    /// `redis.commandTimeout`, seconds.
+    pub command_timeout: Option<f64>,
+    /// `redis.breakerThreshold`.
+    pub breaker_threshold: Option<f64>,
+    /// `redis.breakerCooldown`, seconds.
+    pub breaker_cooldown: Option<f64>,
+    /// `redis.tls.caFile`.
+    pub tls_ca_file: Option<String>,
+    /// `redis.tls.certFile`.
+    pub tls_cert_file: Option<String>,
+    /// `redis.tls.keyFile`.
+    pub tls_key_file: Option<String>,
+    /// `limits.maxValueBytes`.
+    pub max_value_bytes: Option<f64>,
+}
+
+/// The resolved settings, as JS needs them.
+#[napi(object)]
+pub struct NativeSettings {
+    /// Whether L1 is on.
+    pub l1: bool,
+    /// Whether Redis is on.
+    pub l2: bool,
+    /// The prefix in use.
+    pub prefix: String,
+    /// Largest serialized value in bytes.
+    pub max_value_bytes: f64,
+    /// Longest key in UTF-16 code units.
+    pub max_key_length: u32,
+    /// Longest tag in UTF-16 code units.
+    pub max_tag_length: u32,
+    /// Most tags per entry.
+    pub max_tags: u32,
+    /// Longest TTL in seconds.
+    pub max_ttl: f64,
+    /// `lock.ttl` in seconds.
+    pub lock_ttl: f64,
+    /// `lock.wait` in seconds.
+    pub lock_wait: f64,
+    /// `loaderTimeout` in seconds.
+    pub loader_timeout: f64,
+}
+
+/// Counters of one cache, read at call time.
+#[napi(object)]
+pub struct NativeStats {
+    /// L1 hits.
+    pub l1_hits: f64,
+    /// L1 misses.
+    pub l1_misses: f64,
+    /// Redis hits.
+    pub l2_hits: f64,
+    /// Redis misses (absent, unreadable or unreachable).
+    pub l2_misses: f64,
+    /// Loader calls.
+    pub loader_calls: f64,
+    /// Loader failures.
+    pub loader_errors: f64,
+    /// Values written.
+    pub sets: f64,
+    /// Deletes.
+    pub deletes: f64,
+    /// Tag invalidations.
+    pub tag_invalidations: f64,
+    /// Failed or timed-out Redis commands.
+    pub redis_errors: f64,
+    /// Unreadable values found under the prefix.
+    pub redis_corrupt_values: f64,
+    /// Redis reads not copied into L1 because an invalidation raced with them.
+    pub l1_fills_skipped: f64,
+    /// Loader values not cached because their key or a tag was invalidated while loading.
+    pub loads_discarded: f64,
+    /// Live L1 entries.
+    pub l1_entries: f64,
+    /// L1 evictions (size bound).
+    pub l1_evictions: f64,
+    /// L1 expirations.
+    pub l1_expirations: f64,
+    /// Operations in flight.
+    pub pending_operations: f64,
+    /// Stampede locks taken.
+    pub lock_acquired: f64,
+    /// Misses that waited for another process's loader.
+    pub lock_waits: f64,
+    /// Waits that ended with the other process's value.
+    pub lock_wait_hits: f64,
+    /// Waits that ran out (`lock.wait`) and loaded anyway.
+    pub lock_wait_timeouts: f64,
+    /// Stampede locks held now.
+    pub locks_held: f64,
+    /// Bus messages published.
+    pub bus_sent: f64,
+    /// Bus messages received from other processes.
+    pub bus_received: f64,
+    /// Unreadable bus messages.
+    pub bus_malformed: f64,
+    /// Bus re-subscriptions after a lost connection (each clears L1).
+    pub bus_resubscriptions: f64,
+    /// Whether the bus is subscribed now.
+    pub bus_connected: bool,
+    /// Circuit breaker: 0 closed, 1 open, 2 half-open.
+    pub breaker_state: u32,
+    /// Times the breaker opened.
+    pub breaker_opened: f64,
+    /// Redis commands skipped while the breaker was open.
+    pub redis_skipped: f64,
+    /// Invalidations replayed after Redis came back.
+    pub replayed: f64,
+    /// Invalidations waiting for Redis to come back.
+    pub replays_pending: f64,
+    /// Invalidations dropped because too many waited.
+    pub replays_dropped: f64,
+}
+
+/// Latency histograms.
+#[napi(object)]
+pub struct NativeLatencies {
+    /// Upper bounds of the buckets, in seconds.
+    pub bounds: Vec<f64>,
+    /// One histogram per outcome.
+    pub outcomes: Vec<NativeHistogram>,
+}
+
+/// One latency histogram.
+#[napi(object)]
+pub struct NativeHistogram {
+    /// `l2_hit`, `miss` or `load`.
+    pub outcome: String,
+    /// Observations per bucket (not cumulative).
+    pub buckets: Vec<f64>,
+    /// Observations.
+    pub count: f64,
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+}
+
+/// A `Float64Array` over memory owned by the core, kept alive by the view's finalizer; `None`
+/// when the runtime copied it instead of sharing it (Electron).
+fn shared_view<'env>(
+    env: &'env Env,
+    data: *mut f64,
+    len: usize,
+    keep_alive: Arc<dyn std::any::Any + Send + Sync>,
+) -> Result<Option<Float64ArraySlice<'env>>> {
+    // SAFETY: `data` points to `len` f64 owned by `keep_alive`, which lives until the finalizer
+    // runs. The core writes it with atomic 8-byte stores; JS reads (and, for the counters,
+    // writes) aligned 8-byte values.
+    let view =
+        unsafe { Float64ArraySlice::from_external(env, data, len, keep_alive, |_, k| drop(k)) }?;
+    Ok(std::ptr::eq(view.as_ptr(), data).then_some(view))
+}
+
+/// Throws `e` as the JS class it names, with its `code`, and returns the marker error.
+fn throw(env: &Env, e: &CacheError) -> Error {
+    let code = Some(e.code.as_str());
+    let _ = match e.class {
+        ErrorClass::Type => env.throw_type_error(&e.message, code),
+        ErrorClass::Range => env.throw_range_error(&e.message, code),
+        ErrorClass::Plain => env.throw_error(&e.message, code),
+    };
+    Error::from_status(Status::PendingException)
+}
+
+/// One cache: the native half of `MultiLevelCache`.
+#[napi]
+pub struct NativeCache {
+    inner: Cache,
+    notify: Arc<Notify>,
+    referenced: Cell<bool>,
+}
+
+#[napi]
+impl NativeCache {
+    /// Validates `options` (throwing `TypeError`/`RangeError` with an `ERR_MLC_*` code) and
+    /// builds the cache. `notify` is called with no arguments when completions are waiting.
+    #[napi(constructor)]
+    pub fn new(env: Env, options: NativeOptions, notify: Function<(), ()>) -> Result<Self> {
+        let opts = Options {
+            redis_url: options.redis_url,
+            prefix: options.prefix,
+            l1_disabled: options.l1_disabled.unwrap_or(false),
+            l1_max_entries: options.l1_max_entries,
+            l1_ttl: options.l1_ttl,
+            l2_disabled: options.l2_disabled.unwrap_or(false),
+            l2_ttl: options.l2_ttl,
+            lock_ttl: options.lock_ttl,
+            lock_wait: options.lock_wait,
+            loader_timeout: options.loader_timeout,
+            connect_timeout: options.connect_timeout,
+            command_timeout: options.command_timeout,
+            breaker_threshold: options.breaker_threshold,
+            breaker_cooldown: options.breaker_cooldown,
+            tls_ca_file: options.tls_ca_file,
+            tls_cert_file: options.tls_cert_file,
+            tls_key_file: options.tls_key_file,
+            max_value_bytes: options.max_value_bytes,
+        };
+        let config = Config::from_options(opts).map_err(|e| throw(&env, &e))?;
+        let notify: Arc<Notify> = Arc::new(
+            notify
+                .build_threadsafe_function::<()>()
+                .weak::<true>()
+                .callee_handled::<false>()
+                .build()?,
+        );
+        let for_core = notify.clone();
+        let notifier = Box::new(move || {
+            for_core.call((), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        let inner = Cache::new(config, mlc_core::runtime::shared(), notifier)
+            .map_err(|e| Error::from_reason(e.to_string()))?;
+        Ok(NativeCache {
+            inner,
+            notify,
+            referenced: Cell::new(false),
+        })
+    }
+
+    /// The resolved settings.
+    #[napi]
+    pub fn settings(&self) -> NativeSettings {
+        let c = self.inner.config();
+        NativeSettings {
+            l1: self.inner.has_l1(),
+            l2: self.inner.has_l2(),
+            prefix: c.prefix.clone(),
+            max_value_bytes: c.max_value_bytes as f64,
+            max_key_length: config::MAX_KEY_LENGTH as u32,
+            max_tag_length: config::MAX_TAG_LENGTH as u32,
+            max_tags: config::MAX_TAGS_PER_ENTRY as u32,
+            max_ttl: config::MAX_TTL_SECS,
+            lock_ttl: c.lock.ttl.as_secs_f64(),
+            lock_wait: c.lock.wait.as_secs_f64(),
+            loader_timeout: c.loader_timeout.as_secs_f64(),
+        }
+    }
+
+    /// Keeps the process alive while operations are in flight.
+    fn started(&self, env: &Env, started: Started) -> bool {
+        let pending = started == Started::Pending;
+        if pending && !self.referenced.get() {
+            // SAFETY: called on the JS thread with a live threadsafe function.
+            unsafe { napi::sys::napi_ref_threadsafe_function(env.raw(), self.notify.raw()) };
+            self.referenced.set(true);
+        }
+        pending
+    }
+
+    /// A view of L1's expiry table (per slot: the entry's expiry in Unix ms, 0 once gone), or
+    /// null when L1 is off or this runtime cannot share memory (JS then asks [`Self::l1_get`]).
+    /// See "The shared expiry table" in `core/src/l1.rs`.
+    #[napi]
+    pub fn expiry_table<'env>(&self, env: &'env Env) -> Result<Option<Float64ArraySlice<'env>>> {
+        let Some(mem) = self.inner.l1_memory() else {
+            return Ok(None);
+        };
+        shared_view(env, mem.expires, mem.len, mem.keep_alive)
+    }
+
+    /// A view of L1's hit and miss counters (`[hits, misses]`, incremented by JS), or null.
+    #[napi]
+    pub fn counter_table<'env>(&self, env: &'env Env) -> Result<Option<Float64ArraySlice<'env>>> {
+        let Some(mem) = self.inner.l1_memory() else {
+            return Ok(None);
+        };
+        shared_view(env, mem.counters, 2, mem.keep_alive)
+    }
+
+    /// L1 lookup without shared memory: the slot of a live entry, or -1.
+    #[napi]
+    pub fn l1_get(&self, key: String) -> i32 {
+        self.inner.l1_get(&key).map_or(-1, |s| s as i32)
+    }
+
+    /// Replays the slots of L1 hits served in JS into L1's LRU order.
+    #[napi]
+    pub fn touch(&self, slots: Uint32Array) {
+        self.inner.touch(&slots);
+    }
+
+    /// Starts a Redis read under operation `id`. Returns whether a completion will follow.
+    #[napi]
+    pub fn get_l2(&self, env: Env, id: u32, key: String) -> bool {
+        self.started(&env, self.inner.get_l2(id, &key))
+    }
+
+    /// Starts a cache-aside read with stampede protection under operation `id`. Completes with
+    /// a hit or kind 5, load (then `set` with the lock id and token it carries). Returns
+    /// whether a completion will follow.
+    #[napi]
+    pub fn read_or_lock(&self, env: Env, id: u32, key: String) -> bool {
+        self.started(&env, self.inner.read_or_lock(id, &key))
+    }
+
+    /// A token for "now" in the order of invalidations (see `set`'s `load_epoch`).
+    #[napi]
+    pub fn epoch(&self) -> f64 {
+        self.inner.epoch() as f64
+    }
+
+    /// Releases a stampede lock without writing a value (the loader failed or returned nothing).
+    #[napi]
+    pub fn unlock(&self, lock_id: u32) {
+        self.inner.unlock(lock_id);
+    }
+
+    /// Writes `json` under `key` (L1 now, Redis under operation `id`). For a loader's value:
+    /// `lock_id` (when >= 0) is the stampede lock to release once Redis has it, and `load_epoch`
+    /// the [`Self::epoch`] taken when the lookup began (a value loaded across an invalidation of
+    /// its key or tags is not cached).
+    /// Returns `(slot + 1) * 2 + pending`: slot -1 when L1 is off; pending 1 when a completion
+    /// will follow.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn set(
+        &self,
+        env: Env,
+        id: u32,
+        key: String,
+        json: String,
+        ttl_secs: Option<f64>,
+        tags: Option<Vec<String>>,
+        lock_id: Option<i32>,
+        load_epoch: Option<f64>,
+        load_token: Option<f64>,
+    ) -> Result<f64> {
+        let ttl = match ttl_secs {
+            Some(s) => Some(config::ttl_from_secs(s).map_err(|e| throw(&env, &e))?),
+            None => None,
+        };
+        let load = LoadContext {
+            lock_id: lock_id.and_then(|l| u32::try_from(l).ok()),
+            since: load_epoch.map(|e| e as u64),
+            token: load_token.map(|t| t as u64),
+        };
+        let tags = tags.unwrap_or_default();
+        let (slot, started) = self.inner.set(id, &key, json, ttl, tags, load);
+        let pending = self.started(&env, started);
+        let slot = slot.map_or(0.0, |s| s as f64 + 1.0);
+        Ok(slot * 2.0 + if pending { 1.0 } else { 0.0 })
+    }
+
+    /// Deletes `key` (L1 now, Redis under operation `id`). Returns whether a completion follows.
+    #[napi]
+    pub fn del(&self, env: Env, id: u32, key: String) -> bool {
+        self.started(&env, self.inner.del(id, &key))
+    }
+
+    /// Whether `key` is cached: 0 no, 1 yes, 2 a completion will follow.
+    #[napi]
+    pub fn exists(&self, env: Env, id: u32, key: String) -> u32 {
+        match self.inner.exists(id, &key) {
+            Ok(b) => b as u32,
+            Err(started) => {
+                self.started(&env, started);
+                2
+            }
+        }
+    }
+
+    /// Invalidates `tag` (L1 now, Redis under operation `id`). Returns whether a completion
+    /// follows.
+    #[napi]
+    pub fn invalidate_tag(&self, env: Env, id: u32, tag: String) -> bool {
+        self.started(&env, self.inner.invalidate_tag(id, &tag))
+    }
+
+    /// Finished operations, flattened as `[id, kind, slot, json, ...]`: kind 0 done, 1 true,
+    /// 2 false, 3 miss, 4 hit (`json` is the value's JSON text; `slot` is where to store the
+    /// parsed value, or -1 when it was not copied into L1), 5 load (`slot` is the stampede lock
+    /// id or -1, `json` the invalidation clock token or undefined).
+    #[napi]
+    pub fn drain<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
+        let completions = self.inner.take_completions();
+        let mut out = env.create_array((completions.len() * 4) as u32)?;
+        for (i, c) in completions.into_iter().enumerate() {
+            let base = (i * 4) as u32;
+            out.set(base, c.id)?;
+            match c.outcome {
+                Outcome::Done => out.set(base + 1, 0)?,
+                Outcome::Bool(true) => out.set(base + 1, 1)?,
+                Outcome::Bool(false) => out.set(base + 1, 2)?,
+                Outcome::Miss => out.set(base + 1, 3)?,
+                Outcome::KeyspaceStats(pair) => {
+                    out.set(base + 1, 6)?;
+                    if let Some((hits, misses)) = pair {
+                        out.set(base + 2, hits as f64)?;
+                        out.set(base + 3, misses as f64)?;
+                    }
+                }
+                Outcome::Load(load) => {
+                    out.set(base + 1, 5)?;
+                    out.set(base + 2, load.lock_id.map_or(-1, i64::from))?;
+                    if let Some(token) = load.token {
+                        out.set(base + 3, token as f64)?;
+                    }
+                }
+                Outcome::Hit(mut hit) => {
+                    let slot = hit.take_fill().and_then(|f| self.inner.fill(f));
+                    out.set(base + 1, 4)?;
+                    out.set(base + 2, slot.map_or(-1, |s| s as i64))?;
+                    out.set(base + 3, hit.value_json())?;
+                }
+            }
+        }
+        if self.referenced.get() && self.inner.stats().pending_operations == 0 {
+            // SAFETY: called on the JS thread with a live threadsafe function.
+            unsafe { napi::sys::napi_unref_threadsafe_function(env.raw(), self.notify.raw()) };
+            self.referenced.set(false);
+        }
+        Ok(out)
+    }
+
+    /// L1 slots whose values JS must clear now, or null when there are none.
+    #[napi]
+    pub fn take_freed(&self) -> Option<Vec<u32>> {
+        let freed = self.inner.take_freed();
+        (!freed.is_empty()).then_some(freed)
+    }
+
+    /// Periodic upkeep (drops expired L1 entries).
+    #[napi]
+    pub fn maintain(&self) {
+        self.inner.maintain();
+    }
+
+    /// Drops every L1 entry.
+    #[napi]
+    pub fn clear_l1(&self) {
+        self.inner.clear_l1();
+    }
+
+    /// Counts a loader call and the seconds its lookup and load took.
+    #[napi]
+    pub fn record_loader(&self, failed: bool, elapsed_secs: f64) {
+        let elapsed = std::time::Duration::from_secs_f64(elapsed_secs.max(0.0));
+        self.inner.record_loader(failed, elapsed);
+    }
+
+    /// Starts reading Redis' `INFO stats` under operation `id` (kind 6: hits in the slot field,
+    /// misses in the json field; both absent when Redis did not answer). Returns whether a
+    /// completion follows.
+    #[napi]
+    pub fn keyspace_stats(&self, env: Env, id: u32) -> bool {
+        self.started(&env, self.inner.keyspace_stats(id))
+    }
+
+    /// Latency histograms of lookups that were not L1 hits.
+    #[napi]
+    pub fn latencies(&self) -> NativeLatencies {
+        let outcomes = LatencyOutcome::ALL
+            .iter()
+            .zip(self.inner.latencies())
+            .map(|(o, h)| NativeHistogram {
+                outcome: o.label().to_string(),
+                buckets: h.buckets.iter().map(|b| *b as f64).collect(),
+                count: h.count as f64,
+                sum: h.sum_secs,
+            })
+            .collect();
+        NativeLatencies {
+            bounds: LATENCY_BUCKETS.to_vec(),
+            outcomes,
+        }
+    }
+
+    /// Counters and sizes.
+    #[napi]
+    pub fn stats(&self) -> NativeStats {
+        let s = self.inner.stats();
+        let c = s.counters;
+        NativeStats {
+            l1_hits: s.l1_hits as f64,
+            l1_misses: s.l1_misses as f64,
+            l2_hits: c.l2_hits as f64,
+            l2_misses: c.l2_misses as f64,
+            loader_calls: c.loader_calls as f64,
+            loader_errors: c.loader_errors as f64,
+            sets: c.sets as f64,
+            deletes: c.deletes as f64,
+            tag_invalidations: c.tag_invalidations as f64,
+            redis_errors: c.redis_errors as f64,
+            redis_corrupt_values: c.redis_corrupt_values as f64,
+            l1_fills_skipped: c.l1_fills_skipped as f64,
+            loads_discarded: c.loads_discarded as f64,
+            l1_entries: s.l1_entries as f64,
+            l1_evictions: s.l1_evictions as f64,
+            l1_expirations: s.l1_expirations as f64,
+            pending_operations: s.pending_operations as f64,
+            lock_acquired: c.lock_acquired as f64,
+            lock_waits: c.lock_waits as f64,
+            lock_wait_hits: c.lock_wait_hits as f64,
+            lock_wait_timeouts: c.lock_wait_timeouts as f64,
+            locks_held: s.locks_held as f64,
+            bus_sent: c.bus_sent as f64,
+            bus_received: c.bus_received as f64,
+            bus_malformed: c.bus_malformed as f64,
+            bus_resubscriptions: c.bus_resubscriptions as f64,
+            bus_connected: s.bus_connected,
+            breaker_state: s.breaker as u32,
+            breaker_opened: s.l2.breaker_opened as f64,
+            redis_skipped: s.l2.skipped as f64,
+            replayed: s.l2.replayed as f64,
+            replays_pending: s.l2.replays_pending as f64,
+            replays_dropped: s.l2.replays_dropped as f64,
+        }
+    }
+
+    /// Stops using Redis once in-flight operations end. Returns whether a completion follows.
+    #[napi]
+    pub fn close(&self, env: Env, id: u32) -> bool {
+        self.started(&env, self.inner.close(id))
+    }
+}
