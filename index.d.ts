@@ -1,0 +1,273 @@
+// Public typings of multi-level-cache. Hand-written over the generated `binding.d.ts`; they
+// describe exactly what `index.js` exports.
+
+/** All durations are in seconds; fractions are allowed (0.05 = 50 ms). */
+export interface CacheOptions {
+  /**
+   * Time to live of this entry, in seconds, in both layers. Overrides `l1.ttl` and `l2.ttl`
+   * (longer or shorter). A positive finite number up to 1e9; rounded up to whole milliseconds.
+   */
+  ttl?: number
+  /**
+   * Tags of this entry: `invalidateTag(tag)` removes every entry carrying `tag`, in Redis and in
+   * every process's L1. Non-empty strings of at most 1024 characters, at most 64 per entry.
+   */
+  tags?: string[]
+}
+
+/** The interface of the article's layers, kept so code written against it keeps working. */
+export interface BaseCache {
+  get<T>(key: string): Promise<T | null>
+  set<T>(key: string, value: T, options?: CacheOptions): Promise<void>
+  del(key: string): Promise<void>
+  exists(key: string): Promise<boolean>
+}
+
+/** Supplies the value of a key on a full miss. May return a value or a Promise; may throw. */
+export type Loader<T = unknown> = (key: string) => Promise<T> | T
+
+/** Constructor options. Every one is optional; the defaults are listed with each. */
+export interface MultiLevelCacheOptions {
+  /**
+   * Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://` (TLS, see `redis.tls`),
+   * `unix:///path/to/redis.sock` or `redis+unix://`.
+   * @default process.env.REDIS_URL; when neither is set the cache runs on L1 alone (no error).
+   */
+  redisUrl?: string
+  /**
+   * Namespace of every Redis key and channel (1-64 characters of `A-Z a-z 0-9 _ - . :`).
+   * Two caches with different prefixes share nothing.
+   * @default 'mlc'
+   */
+  prefix?: string
+  /** Consulted by `get()` on a full miss (the article's `db.query`). @default undefined */
+  loader?: Loader
+  /**
+   * Bound on one loader call, in seconds. A loader that has not settled by then is abandoned:
+   * its callers reject with `ERR_MLC_LOADER_TIMEOUT`, nothing is cached and the stampede lock
+   * is released. @default 30
+   */
+  loaderTimeout?: number
+  /** The in-process layer, or `false` for none. */
+  l1?: {
+    /** The most entries L1 ever holds (LRU eviction). @default 10000 */
+    maxEntries?: number
+    /** TTL, in seconds, of entries written without a per-entry `ttl`. @default 60 */
+    ttl?: number
+  } | false
+  /** The Redis layer, or `false` for none even when a URL is set. */
+  l2?: {
+    /** TTL, in seconds, of entries written without a per-entry `ttl`. @default 3600 */
+    ttl?: number
+  } | false
+  /** The stampede lock. */
+  lock?: {
+    /**
+     * Lifetime of a stampede lock in Redis, in seconds. The owner extends it every `ttl / 3`
+     * while its loader runs, so a loader slower than `ttl` still holds it; a crashed owner's
+     * lock expires after `ttl`. @default 10
+     */
+    ttl?: number
+    /**
+     * How long a caller waits for another process's loader, in seconds, before loading
+     * itself (it never fails for that reason). @default 5
+     */
+    wait?: number
+  }
+  /** Redis connection bounds, circuit breaker and TLS. See the README's "When Redis fails". */
+  redis?: {
+    /** Bound on making a connection, in seconds. @default 1 */
+    connectTimeout?: number
+    /** Bound on every Redis command, in seconds. @default 0.5 */
+    commandTimeout?: number
+    /** Consecutive Redis failures (timeouts, refused or dropped connections) that open the
+     * circuit breaker. @default 3 */
+    breakerThreshold?: number
+    /** How long an open breaker skips Redis before one probe may close it, in seconds. @default 1 */
+    breakerCooldown?: number
+    /** TLS material for a `rediss://` URL (PEM files). Without `caFile` the system's trust
+     * store is used; `certFile` and `keyFile` (together) enable mutual TLS. */
+    tls?: { caFile?: string; certFile?: string; keyFile?: string }
+  }
+  /** Size limits. */
+  limits?: {
+    /** Largest value accepted, in bytes of its JSON text. @default 16777216 (16 MiB) */
+    maxValueBytes?: number
+  }
+}
+
+/** Counters of one cache (`stats()`). Every field is a number except `busConnected`. */
+export interface CacheStats {
+  /** `get`/`getOrSet` answered from L1. */
+  l1Hits: number
+  /** `get`/`getOrSet` that missed L1. */
+  l1Misses: number
+  /** Lookups answered from Redis. */
+  l2Hits: number
+  /** Lookups Redis could not answer (absent, unreadable or unreachable). */
+  l2Misses: number
+  /** Loader calls. */
+  loaderCalls: number
+  /** Loader calls that threw or rejected. */
+  loaderErrors: number
+  /** Values written (`set` and loader results). */
+  sets: number
+  /** `del` calls. */
+  deletes: number
+  /** `invalidateTag` calls. */
+  tagInvalidations: number
+  /** Redis commands that failed or timed out. */
+  redisErrors: number
+  /** Unreadable values found under the prefix (treated as misses). */
+  redisCorruptValues: number
+  /** Redis reads not copied into L1 because an invalidation raced with them. */
+  l1FillsSkipped: number
+  /** Loader values not cached because their key or a tag was invalidated while they loaded. */
+  loadsDiscarded: number
+  /** Live L1 entries. */
+  l1Entries: number
+  /** L1 entries evicted to stay within `l1.maxEntries`. */
+  l1Evictions: number
+  /** L1 entries dropped because their TTL ran out. */
+  l1Expirations: number
+  /** Operations in flight. */
+  pendingOperations: number
+  /** Stampede locks taken by this process. */
+  lockAcquired: number
+  /** Misses that found another process's lock and waited for its value. */
+  lockWaits: number
+  /** Waits that ended with the other process's value (no loader call here). */
+  lockWaitHits: number
+  /** Waits that ran out (`lock.wait`) and loaded anyway. */
+  lockWaitTimeouts: number
+  /** Stampede locks held now. */
+  locksHeld: number
+  /** Bus messages published. */
+  busSent: number
+  /** Bus messages received from other processes. */
+  busReceived: number
+  /** Unreadable bus messages. */
+  busMalformed: number
+  /** Re-subscriptions of the bus after a lost connection (each one clears L1). */
+  busResubscriptions: number
+  /** Whether the invalidation bus is subscribed now (false without Redis). */
+  busConnected: boolean
+  /** Circuit breaker in front of Redis: 0 closed, 1 open (Redis skipped), 2 half-open (probing). */
+  breakerState: number
+  /** Times the breaker opened. */
+  breakerOpened: number
+  /** Redis commands skipped while the breaker was open. */
+  redisSkipped: number
+  /** Failed invalidations (and writes, as deletes) replayed after Redis came back. */
+  replayed: number
+  /** Invalidations waiting for Redis to come back. */
+  replaysPending: number
+  /** Invalidations dropped because more than 10 000 were waiting. */
+  replaysDropped: number
+  /** l1Hits / (l1Hits + l1Misses), 0 when there were none. */
+  l1HitRatio: number
+  /** l2Hits / (l2Hits + l2Misses), 0 when there were none. */
+  l2HitRatio: number
+}
+
+/** The stable `code` of every error this package throws or rejects with. */
+export type MultiLevelCacheErrorCode =
+  | 'ERR_MLC_INVALID_KEY'
+  | 'ERR_MLC_KEY_TOO_LONG'
+  | 'ERR_MLC_INVALID_VALUE'
+  | 'ERR_MLC_VALUE_TOO_LARGE'
+  | 'ERR_MLC_INVALID_TTL'
+  | 'ERR_MLC_INVALID_TAGS'
+  | 'ERR_MLC_INVALID_OPTION'
+  | 'ERR_MLC_INVALID_LOADER'
+  | 'ERR_MLC_CLOSED'
+  | 'ERR_MLC_LOADER_TIMEOUT'
+  | 'ERR_MLC_MISSING_DEPENDENCY'
+
+/** The error codes, by name. */
+export declare const codes: Readonly<{
+  INVALID_KEY: 'ERR_MLC_INVALID_KEY'
+  KEY_TOO_LONG: 'ERR_MLC_KEY_TOO_LONG'
+  INVALID_VALUE: 'ERR_MLC_INVALID_VALUE'
+  VALUE_TOO_LARGE: 'ERR_MLC_VALUE_TOO_LARGE'
+  INVALID_TTL: 'ERR_MLC_INVALID_TTL'
+  INVALID_TAGS: 'ERR_MLC_INVALID_TAGS'
+  INVALID_OPTION: 'ERR_MLC_INVALID_OPTION'
+  INVALID_LOADER: 'ERR_MLC_INVALID_LOADER'
+  CLOSED: 'ERR_MLC_CLOSED'
+  LOADER_TIMEOUT: 'ERR_MLC_LOADER_TIMEOUT'
+  MISSING_DEPENDENCY: 'ERR_MLC_MISSING_DEPENDENCY'
+}>
+
+/** Options of `registerMetrics`. */
+export interface RegisterMetricsOptions {
+  /** Value of the `cache` label of every series of this cache. @default cache.prefix */
+  name?: string
+  /** Read Redis' `INFO stats` (keyspace hits and misses) at most this often, in seconds. @default 10 */
+  redisInfoInterval?: number
+}
+
+/** The subset of a prom-client `Registry` that `registerMetrics` uses. */
+export interface MetricsRegistry {
+  registerMetric(metric: any): void
+}
+
+/**
+ * Registers prom-client collectors for `cache` on `registry` (prom-client's default registry
+ * when omitted): `cache_hits_total{layer="memory"|"redis"}`, `cache_misses_total{layer}`,
+ * loader, lock, bus, Redis error and circuit-breaker series, L1 size and evictions, Redis'
+ * `INFO stats` hit ratio, and the `cache_operation_duration_seconds` histogram per outcome.
+ * Values are read from the cache's counters at scrape time. Every series carries a `cache`
+ * label; several caches can share a registry when their names differ. prom-client is an
+ * optional peer dependency: without it this throws `ERR_MLC_MISSING_DEPENDENCY`.
+ * @returns a function that unregisters this cache from the registry's collectors
+ */
+export declare function registerMetrics(
+  cache: MultiLevelCache,
+  registry?: MetricsRegistry,
+  options?: RegisterMetricsOptions,
+): () => void
+
+/**
+ * A two-level cache: L1 in process (Rust, moka), L2 in Redis, shared by every instance.
+ *
+ * Values are anything JSON can carry. They are stored as JSON and read back as
+ * `JSON.parse` gives them (a `Date` comes back as a string), the same from either layer.
+ * Objects returned by L1 hits are **shared** between callers (like node-cache's
+ * `useClones: false`): do not mutate them.
+ *
+ * Keys are non-empty, well-formed strings of at most 1024 characters.
+ * `null` means "missing"; `0`, `false`, `''`, `[]` and `{}` are values.
+ */
+export declare class MultiLevelCache implements BaseCache {
+  /** Throws `TypeError`/`RangeError` (`ERR_MLC_INVALID_OPTION`) naming a bad option. */
+  constructor(options?: MultiLevelCacheOptions)
+  /** The prefix in use. */
+  readonly prefix: string
+  /**
+   * L1, then Redis (a hit is copied into L1), then the constructor's `loader` (its value is
+   * written to both layers). Resolves `null` on a miss.
+   */
+  get<T>(key: string): Promise<T | null>
+  /** Writes to L1 at once and to Redis; resolves when Redis has it (or was skipped). */
+  set<T>(key: string, value: T, options?: CacheOptions): Promise<void>
+  /** Removes the key from L1 and Redis. */
+  del(key: string): Promise<void>
+  /** Whether the key is cached in L1 or Redis (the loader is not consulted). */
+  exists(key: string): Promise<boolean>
+  /**
+   * Cache-aside read: L1, then Redis, then `loader(key)`, whose result is written to both
+   * layers with `options`. Concurrent calls for one key share one loader call. A loader result
+   * of `null`/`undefined` is returned and not cached.
+   */
+  getOrSet<T>(key: string, loader: Loader<T>, options?: CacheOptions): Promise<T>
+  /** Removes every entry tagged `tag`, from Redis and from L1. */
+  invalidateTag(tag: string): Promise<void>
+  /** Counters: hits and misses per layer, loader calls, sizes, ratios. */
+  stats(): CacheStats
+  /**
+   * Rejects later calls with `ERR_MLC_CLOSED`, lets calls in flight settle, closes the Redis
+   * connection and drops L1. Idempotent.
+   */
+  close(): Promise<void>
+}

@@ -1,0 +1,95 @@
+'use strict'
+// Turns the public constructor options into the flat, type-checked object the native side
+// validates for ranges. Type errors are thrown here, range errors by mlc-core; both name the option.
+
+const { codes, mlcError } = require('./errors.js')
+const { describe } = require('./validate.js')
+
+const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'limits'])
+
+function optionError(name, expected, got) {
+  return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
+}
+
+function section(options, name, allowFalse, fields, objects = []) {
+  const v = options[name]
+  if (v === undefined) return {}
+  if (v === false && allowFalse) return false
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw optionError(name, allowFalse ? 'an object or false' : 'an object', v)
+  }
+  for (const k of Object.keys(v)) {
+    if (!fields.includes(k) && !objects.includes(k)) {
+      throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`${name}.${k}\` (known: ${[...fields, ...objects].join(', ')})`)
+    }
+  }
+  for (const k of fields) {
+    if (v[k] !== undefined && typeof v[k] !== 'number') throw optionError(`${name}.${k}`, 'a number', v[k])
+  }
+  return v
+}
+
+/** `redis.tls`: file paths of PEM material. */
+function tlsSection(v) {
+  if (v === undefined) return {}
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw optionError('redis.tls', 'an object', v)
+  const fields = ['caFile', 'certFile', 'keyFile']
+  for (const k of Object.keys(v)) {
+    if (!fields.includes(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`redis.tls.${k}\` (known: ${fields.join(', ')})`)
+    if (typeof v[k] !== 'string' && v[k] !== undefined) throw optionError(`redis.tls.${k}`, 'a file path', v[k])
+  }
+  return v
+}
+
+/**
+ * @param {unknown} options the constructor argument
+ * @returns {{ native: object, loader: Function | undefined }}
+ */
+function normalizeOptions(options) {
+  if (options === undefined) options = {}
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw mlcError(TypeError, codes.INVALID_OPTION, `options must be an object, got ${describe(options)}`)
+  }
+  for (const k of Object.keys(options)) {
+    if (!TOP_LEVEL.has(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`${k}\` (known: ${[...TOP_LEVEL].join(', ')})`)
+  }
+  let redisUrl = options.redisUrl
+  if (redisUrl === undefined) redisUrl = process.env.REDIS_URL || undefined
+  else if (typeof redisUrl !== 'string') throw optionError('redisUrl', 'a string', redisUrl)
+  if (options.prefix !== undefined && typeof options.prefix !== 'string') throw optionError('prefix', 'a string', options.prefix)
+  if (options.loader !== undefined && typeof options.loader !== 'function') throw optionError('loader', 'a function', options.loader)
+  if (options.loaderTimeout !== undefined && typeof options.loaderTimeout !== 'number') throw optionError('loaderTimeout', 'a number of seconds', options.loaderTimeout)
+
+  const l1 = section(options, 'l1', true, ['maxEntries', 'ttl'])
+  const l2 = section(options, 'l2', true, ['ttl'])
+  const lock = section(options, 'lock', false, ['ttl', 'wait'])
+  const redis = section(options, 'redis', false, ['connectTimeout', 'commandTimeout', 'breakerThreshold', 'breakerCooldown'], ['tls'])
+  const tls = tlsSection(redis.tls)
+  const limits = section(options, 'limits', false, ['maxValueBytes'])
+
+  return {
+    loader: options.loader,
+    native: {
+      redisUrl: redisUrl || undefined,
+      prefix: options.prefix,
+      l1Disabled: l1 === false,
+      l1MaxEntries: l1 ? l1.maxEntries : undefined,
+      l1Ttl: l1 ? l1.ttl : undefined,
+      l2Disabled: l2 === false,
+      l2Ttl: l2 ? l2.ttl : undefined,
+      lockTtl: lock.ttl,
+      lockWait: lock.wait,
+      loaderTimeout: options.loaderTimeout,
+      connectTimeout: redis.connectTimeout,
+      commandTimeout: redis.commandTimeout,
+      breakerThreshold: redis.breakerThreshold,
+      breakerCooldown: redis.breakerCooldown,
+      tlsCaFile: tls.caFile,
+      tlsCertFile: tls.certFile,
+      tlsKeyFile: tls.keyFile,
+      maxValueBytes: limits.maxValueBytes,
+    },
+  }
+}
+
+module.exports = { normalizeOptions }
