@@ -1,0 +1,70 @@
+'use strict'
+// Races between loads, writes and invalidations: a cache must never keep a value older than an
+// invalidation that completed.
+
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { scope, sleep } = require('./helpers/cache.js')
+
+for (const l2 of [true, false]) {
+  test(`a value loaded across an invalidation is returned but not cached (${l2 ? 'L1 + Redis' : 'L1 only'})`, async (t) => {
+    const s = scope(t, { name: 'race-load' })
+    const cache = s.cache(l2 ? {} : { l2: false })
+    let db = 1
+    let loads = 0
+    let started
+    const firstStarted = new Promise((resolve) => { started = resolve })
+    const load = async () => {
+      loads++
+      const v = db
+      started()
+      await sleep(30)
+      return { v }
+    }
+    const first = cache.getOrSet('p', load, { tags: ['t'] })
+    await firstStarted
+    db = 2 // the update lands while the first load still runs
+    await cache.invalidateTag('t')
+    // a lookup that starts after the invalidation completed must not join the older load
+    const second = await cache.getOrSet('p', load, { tags: ['t'] })
+    assert.deepEqual(second, { v: 2 })
+    assert.deepEqual(await first, { v: 1 }, 'the first caller gets what it loaded')
+    await sleep(10)
+    assert.deepEqual(await cache.getOrSet('p', load, { tags: ['t'] }), { v: 2 }, 'the older value was cached')
+    assert.equal(loads, 2)
+    if (l2) assert.deepEqual((await s.envelope('p')).d, { v: 2 })
+    assert.ok(cache.stats().loadsDiscarded >= 1)
+  })
+}
+
+test('a del while a load runs keeps the loaded value out of both layers', async (t) => {
+  const s = scope(t, { name: 'race-del' })
+  const cache = s.cache()
+  let started
+  const loading = new Promise((resolve) => { started = resolve })
+  const slow = cache.getOrSet('k', async () => { started(); await sleep(30); return 'old' })
+  await loading
+  await cache.del('k')
+  assert.equal(await slow, 'old')
+  await sleep(20)
+  assert.equal(await s.inRedis('k'), false)
+  assert.equal(await cache.get('k'), null)
+})
+
+test('an invalidation issued right after a write is applied after it (2000 rounds)', async (t) => {
+  const s = scope(t, { name: 'race-order' })
+  const cache = s.cache()
+  const reader = s.cache()
+  let survived = 0
+  for (let i = 0; i < 2000; i++) {
+    const key = `k${i % 50}`
+    const writing = cache.getOrSet(key, () => `v${i}`, { tags: [`t${i % 50}`] })
+    // the write to Redis is in flight: invalidate without waiting for it
+    await new Promise((r) => setImmediate(r))
+    await cache.invalidateTag(`t${i % 50}`)
+    await writing
+    if (await s.inRedis(key)) survived++
+  }
+  assert.equal(survived, 0, `${survived} values outlived the invalidation issued after them`)
+  for (let i = 0; i < 50; i++) assert.equal(await reader.get(`k${i}`), null)
+})

@@ -1,0 +1,57 @@
+// Compiled with `tsc --noEmit` by `npm test`: the public typings must accept every documented
+// use and reject misuse (each `@ts-expect-error` fails the build if the line compiles).
+import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, MultiLevelCacheOptions, codes, registerMetrics } from '../../index'
+import { Registry } from 'prom-client'
+
+interface Profile { name: string; age: number }
+
+async function usage(): Promise<void> {
+  const options: MultiLevelCacheOptions = {
+    redisUrl: process.env.REDIS_URL,
+    prefix: 'shop',
+    loader: async (key: string) => ({ key }),
+    l1: { maxEntries: 10_000, ttl: 60 },
+    l2: { ttl: 3600 },
+    lock: { ttl: 10, wait: 5 },
+    redis: { connectTimeout: 1, commandTimeout: 0.5 },
+    limits: { maxValueBytes: 1024 },
+  }
+  const cache = new MultiLevelCache(options)
+  const asBase: BaseCache = cache
+  const opts: CacheOptions = { ttl: 0.05, tags: ['user:42'] }
+
+  await cache.set<Profile>('user:42', { name: 'Ada', age: 36 }, opts)
+  const p: Profile | null = await cache.get<Profile>('user:42')
+  const n: number = await cache.getOrSet('n', () => 0, { ttl: 5 })
+  const loader: Loader<Profile> = async () => ({ name: 'x', age: 1 })
+  const q: Profile = await cache.getOrSet('user:43', loader)
+  const e: boolean = await asBase.exists('user:42')
+  await cache.del('user:42')
+  await cache.invalidateTag('user:42')
+  const s: CacheStats = cache.stats()
+  const hits: number = s.l1Hits + s.l2Hits + s.l1HitRatio
+  const code: 'ERR_MLC_INVALID_KEY' = codes.INVALID_KEY
+  const prefix: string = cache.prefix
+  const unregister: () => void = registerMetrics(cache, new Registry(), { name: 'shop', redisInfoInterval: 5 })
+  unregister()
+  await cache.close()
+
+  new MultiLevelCache()
+  new MultiLevelCache({ l1: false, l2: false })
+
+  // @ts-expect-error ttl is a number of seconds
+  await cache.set('k', 1, { ttl: '5' })
+  // @ts-expect-error tags are strings
+  await cache.set('k', 1, { tags: [1] })
+  // @ts-expect-error keys are strings
+  await cache.get(42)
+  // @ts-expect-error get may resolve null
+  const notNull: Profile = await cache.get<Profile>('k')
+  // @ts-expect-error l1 is an object or false
+  new MultiLevelCache({ l1: true })
+  // @ts-expect-error stats are numbers
+  const bad: string = cache.stats().l1Hits
+
+  void [p, n, q, e, hits, code, prefix, notNull, bad]
+}
+void usage
