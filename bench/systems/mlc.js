@@ -1,0 +1,38 @@
+'use strict'
+// multi-level-cache, as an application would construct it: defaults except the Redis URL and
+// a prefix of its own.
+
+const path = require('node:path')
+const { MultiLevelCache } = require(path.join(__dirname, '..', '..'))
+
+module.exports = {
+  name: 'mlc',
+  description: '`new MultiLevelCache({ redisUrl, prefix })` (this package, defaults: L1 10 000 entries, TTL 60 s in L1 / 1 h in Redis)',
+  capabilities: {
+    crossProcessL1Invalidation: 'yes (Redis pub/sub bus)',
+    tags: 'native (`invalidateTag`)',
+    stampede: 'in-process single flight + Redis lock across processes',
+    getOrSet: 'native `getOrSet(key, loader, options)`',
+  },
+  /**
+   * @param {string} redisUrl
+   * @param {string} prefix
+   * @param {{ l1MaxEntries?: number }} [opts] `l1MaxEntries` only where a scenario needs more
+   *   than the default (the memory scenario)
+   */
+  create(redisUrl, prefix, opts = {}) {
+    const options = { redisUrl, prefix }
+    if (opts.l1MaxEntries) options.l1 = { maxEntries: opts.l1MaxEntries }
+    const cache = new MultiLevelCache(options)
+    return {
+      get: (key) => cache.get(key),
+      set: (key, value, options) => cache.set(key, value, options),
+      getOrSet: (key, loader, options) => cache.getOrSet(key, loader, options),
+      del: (key) => cache.del(key),
+      invalidateTag: (tag) => cache.invalidateTag(tag),
+      stats: () => cache.stats(),
+      close: () => cache.close(),
+      raw: cache,
+    }
+  },
+}
