@@ -35,10 +35,36 @@ pub struct ReadStart {
     at: Instant,
 }
 
+/// What the log remembers of one key or tag.
+#[derive(Debug, Clone, Copy)]
+struct Record {
+    /// epoch of its latest invalidation
+    last: u64,
+    /// id of the write that latest invalidation announced, or 0 (a delete, a tag, a local write)
+    write: u64,
+    /// epoch of the latest invalidation by anything other than `write`: a read that returned
+    /// `write` itself is still stale if it began before this one
+    other: u64,
+}
+
+impl Record {
+    /// Whether a read that began at `start` and returned write `write_id` (0: unknown) may
+    /// predate one of the remembered invalidations.
+    fn is_stale(&self, start: u64, write_id: u64) -> bool {
+        if self.last <= start {
+            return false;
+        }
+        if write_id != 0 && self.write == write_id {
+            return self.other > start;
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct Recent {
-    /// (is_tag, name) -> (epoch of its latest invalidation, id of the write it announced or 0)
-    names: HashMap<(bool, Box<str>), (u64, u64)>,
+    /// (is_tag, name) -> what is remembered of it
+    names: HashMap<(bool, Box<str>), Record>,
     /// every read that began at or before this epoch is stale
     floor: u64,
     last_prune: Option<Instant>,
@@ -117,7 +143,22 @@ impl InvalidationLog {
             recent.floor = e;
             return;
         }
-        recent.names.insert((is_tag, name.into()), (e, write_id));
+        let record = match recent.names.get(&(is_tag, Box::from(name))) {
+            // the same write announced again: what came before it still counts
+            Some(r) if write_id != 0 && r.write == write_id => Record { last: e, ..*r },
+            // everything remembered so far was something other than this write
+            Some(r) => Record {
+                last: e,
+                write: write_id,
+                other: r.last,
+            },
+            None => Record {
+                last: e,
+                write: write_id,
+                other: 0,
+            },
+        };
+        recent.names.insert((is_tag, name.into()), record);
         recent.timeline.push_back((e, now));
         if recent
             .last_prune
@@ -145,7 +186,7 @@ impl InvalidationLog {
             recent
                 .names
                 .get(&(is_tag, Box::from(name)))
-                .is_some_and(|&(e, w)| e > start.epoch && (write_id == 0 || w != write_id))
+                .is_some_and(|r| r.is_stale(start.epoch, write_id))
         };
         newer(false, key) || tags.iter().any(|t| newer(true, t))
     }
@@ -161,7 +202,7 @@ fn prune(recent: &mut Recent, now: Instant) {
         recent.timeline.pop_front();
     }
     if let Some(cut) = cut {
-        recent.names.retain(|_, (e, _)| *e > cut);
+        recent.names.retain(|_, r| r.last > cut);
         // reads older than HORIZON are stale anyway; the floor keeps that true after pruning
         recent.floor = recent.floor.max(cut);
     }
@@ -210,6 +251,23 @@ mod tests {
         );
         log.key_written("k", 8);
         assert!(log.is_stale(start, "k", &[], 7), "write 8 came after");
+    }
+
+    #[test]
+    fn an_announced_write_does_not_hide_an_earlier_invalidation() {
+        // the soak test's stale read: this process deletes `k` (Redis applies the DEL after
+        // another process's write 7); the bus message announcing write 7 arrives after the
+        // DEL's answer. A read that began before the DEL and returned write 7 (it reached
+        // Redis first) must not go into L1: the DEL removed write 7.
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        log.key("k"); // our DEL, settled
+        log.key_written("k", 7); // write 7's announcement, arriving late
+        assert!(log.is_stale(start, "k", &[], 7));
+        let after_del = log.begin();
+        log.key_written("k", 7); // announced again (a replay): still only the DEL counts
+        assert!(!log.is_stale(after_del, "k", &[], 7));
+        assert!(log.is_stale(start, "k", &[], 7));
     }
 
     #[test]
