@@ -365,6 +365,20 @@ impl NativeCache {
         self.started(&env, self.inner.get_l2(id, &key))
     }
 
+    /// Starts Redis reads of `keys[i]` under operation `ids[i]`, sent together (one `MGET`).
+    /// Returns whether completions will follow (for every one of them, or for none).
+    #[napi]
+    pub fn get_l2_many(&self, env: Env, ids: Uint32Array, keys: Vec<String>) -> Result<bool> {
+        if ids.len() != keys.len() {
+            return Err(Error::new(
+                Status::InvalidArg,
+                "getL2Many: ids and keys differ in length",
+            ));
+        }
+        let reads = ids.iter().copied().zip(keys).collect();
+        Ok(self.started(&env, self.inner.get_l2_many(reads)))
+    }
+
     /// Starts a cache-aside read with stampede protection under operation `id`. Completes with
     /// a hit or kind 5, load (then `set` with the lock id and token it carries). Returns
     /// whether a completion will follow.
@@ -452,7 +466,16 @@ impl NativeCache {
     /// id or -1, `json` the invalidation clock token or undefined).
     #[napi]
     pub fn drain<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
-        let completions = self.inner.take_completions();
+        let mut completions = self.inner.take_completions();
+        // copy every hit of the batch into L1 first, evicting once for the whole batch
+        let mut slots = Vec::with_capacity(completions.len());
+        for c in &mut completions {
+            if let Outcome::Hit(hit) = &mut c.outcome {
+                slots.push(hit.take_fill().and_then(|f| self.inner.fill_unbounded(f)));
+            }
+        }
+        self.inner.end_fills();
+        let mut slots = slots.into_iter();
         let mut out = env.create_array((completions.len() * 4) as u32)?;
         for (i, c) in completions.into_iter().enumerate() {
             let base = (i * 4) as u32;
@@ -476,15 +499,15 @@ impl NativeCache {
                         out.set(base + 3, token as f64)?;
                     }
                 }
-                Outcome::Hit(mut hit) => {
-                    let slot = hit.take_fill().and_then(|f| self.inner.fill(f));
+                Outcome::Hit(hit) => {
+                    let slot = slots.next().flatten();
                     out.set(base + 1, 4)?;
                     out.set(base + 2, slot.map_or(-1, |s| s as i64))?;
                     out.set(base + 3, hit.value_json())?;
                 }
             }
         }
-        if self.referenced.get() && self.inner.stats().pending_operations == 0 {
+        if self.referenced.get() && self.inner.pending_operations() == 0 {
             // SAFETY: called on the JS thread with a live threadsafe function.
             unsafe { napi::sys::napi_unref_threadsafe_function(env.raw(), self.notify.raw()) };
             self.referenced.set(false);

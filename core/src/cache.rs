@@ -351,6 +351,18 @@ impl ReadQueue {
         }
     }
 
+    fn push_many(&self, reads: impl IntoIterator<Item = PendingRead>) {
+        let was_empty = {
+            let mut q = self.queue.lock();
+            let was_empty = q.is_empty();
+            q.extend(reads);
+            was_empty && !q.is_empty()
+        };
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
     fn take(&self, max: usize) -> Vec<PendingRead> {
         let mut q = self.queue.lock();
         let n = q.len().min(max);
@@ -637,9 +649,42 @@ impl Cache {
         Started::Pending
     }
 
+    /// Starts Redis reads of several keys at once (`(id, key)` pairs), with one wake-up of the
+    /// batcher: they go out together in one `MGET`. Each completes like [`Cache::get_l2`].
+    pub fn get_l2_many(&self, reads: Vec<(u32, String)>) -> Started {
+        let Some(queue) = &self.reads else {
+            return Started::Finished;
+        };
+        if self.l2.read().is_none() {
+            return Started::Finished;
+        }
+        if reads.is_empty() {
+            return Started::Finished;
+        }
+        self.shared
+            .in_flight
+            .fetch_add(reads.len(), Ordering::AcqRel);
+        let began = std::time::Instant::now();
+        queue.push_many(
+            reads
+                .into_iter()
+                .map(|(id, key)| PendingRead { id, key, began }),
+        );
+        Started::Pending
+    }
+
     /// Copies a Redis value into L1 unless an invalidation raced with its read. Returns the slot
     /// where the caller must store the decoded value now.
     pub fn fill(&self, fill: Fill) -> Option<u32> {
+        let slot = self.fill_unbounded(fill);
+        self.end_fills();
+        slot
+    }
+
+    /// [`Cache::fill`] for one of a batch of hits handed over together: call
+    /// [`Cache::end_fills`] after the batch, before control returns to JS (L1 then evicts once
+    /// for the whole batch; the bound is never observable exceeded).
+    pub fn fill_unbounded(&self, fill: Fill) -> Option<u32> {
         let l1 = self.shared.l1.as_ref()?;
         if self
             .shared
@@ -649,7 +694,14 @@ impl Cache {
             Metrics::inc(&self.shared.metrics.l1_fills_skipped);
             return None;
         }
-        l1.insert(&fill.key, fill.ttl, &fill.tags, fill.write_id)
+        l1.insert_unbounded(&fill.key, fill.ttl, &fill.tags, fill.write_id)
+    }
+
+    /// Ends a batch of [`Cache::fill_unbounded`]: evicts down to `l1.maxEntries`.
+    pub fn end_fills(&self) {
+        if let Some(l1) = &self.shared.l1 {
+            l1.enforce_bound();
+        }
     }
 
     /// Starts a cache-aside read of `key` with stampede protection across processes. Completes
@@ -935,6 +987,11 @@ impl Cache {
         if let Some(l1) = &self.shared.l1 {
             l1.clear();
         }
+    }
+
+    /// Operations started and not yet completed.
+    pub fn pending_operations(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Acquire)
     }
 
     /// Counters and sizes.
