@@ -8,7 +8,7 @@
 //   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf memory)
 //   node bench/run.js --systems mlc,article
 //   node bench/run.js --repeats 9         repeats of every scenario (default: per scenario, see README)
-//   node bench/run.js --l1-ops 500000 --l2-keys 50000
+//   node bench/run.js --l1-ops 500000 --l2-keys 50000 --l2-warm 10000
 //   node bench/run.js --out path.md       where the markdown goes (default bench/RESULTS.md; bench/RESULTS.tmp.md
 //                                         with --quick, --only, --systems or --repeats, so a partial run never
 //                                         replaces the full results)
@@ -46,7 +46,7 @@ function usage() {
 
 function parseArgs(argv) {
   const flags = new Set(['quick', 'cpu-prof', 'check', 'help'])
-  const values = new Set(['repeats', 'only', 'systems', 'out', 'l1-ops', 'l2-keys'])
+  const values = new Set(['repeats', 'only', 'systems', 'out', 'l1-ops', 'l2-keys', 'l2-warm'])
   const args = {}
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -63,7 +63,7 @@ function parseArgs(argv) {
       throw new Error(`unknown option --${name} (try --help)`)
     }
   }
-  for (const k of ['repeats', 'l1-ops', 'l2-keys']) {
+  for (const k of ['repeats', 'l1-ops', 'l2-keys', 'l2-warm']) {
     if (args[k] !== undefined && !(Number.isInteger(Number(args[k])) && Number(args[k]) > 0 && Number(args[k]) <= 1e8)) {
       throw new Error(`--${k} must be a positive integer, got ${JSON.stringify(args[k])}`)
     }
@@ -204,7 +204,7 @@ async function main() {
     return 0
   }
   const quick = !!args.quick
-  const partial = quick || !!(args.only || args.systems || args.repeats || args['l1-ops'] || args['l2-keys'])
+  const partial = quick || !!(args.only || args.systems || args.repeats || args['l1-ops'] || args['l2-keys'] || args['l2-warm'])
   const out = path.resolve(args.out || path.join(__dirname, partial ? 'RESULTS.tmp.md' : 'RESULTS.md'))
   const baseline = systemsRegistry.BASELINE
   const subject = systemsRegistry.SUBJECT

@@ -17,7 +17,7 @@ module.exports = {
   config({ quick, args }) {
     return {
       keys: Number(args['l2-keys']) || (quick ? 2000 : 20000),
-      warmKeys: quick ? 500 : 2000,
+      warmKeys: Number(args['l2-warm']) || (quick ? 500 : 2000),
       maxMs: quick ? 10000 : 30000,
       jobTimeoutMs: quick ? 30000 : 120000,
     }
