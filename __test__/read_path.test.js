@@ -131,3 +131,33 @@ test('exists sees L1 and Redis but does not call the loader', async (t) => {
   await s.redis.del(s.entryKey('mine'))
   assert.equal(await a.exists('mine'), true, 'exists must see the L1 entry')
 })
+
+test('gets issued together are sent in batches: each resolves its own key, hits and misses mixed', async (t) => {
+  const s = scope(t, { name: 'read-batch' })
+  const a = s.cache()
+  const n = 100 // more than one batch of 16, and not a multiple of it
+  await Promise.all(Array.from({ length: n }, (_, i) => (i % 3 === 0 ? null : a.set(`k${i}`, { i }))))
+  const b = s.cache()
+  const before = b.stats()
+  const got = await Promise.all(Array.from({ length: n }, (_, i) => b.get(`k${i}`)))
+  for (let i = 0; i < n; i++) assert.deepEqual(got[i], i % 3 === 0 ? null : { i }, `k${i}`)
+  const d = delta(before, b.stats())
+  assert.equal(d.l2Hits, n - Math.ceil(n / 3))
+  assert.equal(d.l2Misses, Math.ceil(n / 3))
+})
+
+test('gets still queued when close() is called in the same turn settle (null or their value), none hangs', async (t) => {
+  const s = scope(t, { name: 'read-batch-close' })
+  const a = s.cache()
+  await a.set('k1', 1)
+  const b = s.cache()
+  const reads = Array.from({ length: 40 }, (_, i) => b.get(`k${i % 2}`))
+  const closed = b.close()
+  const settled = await Promise.race([
+    Promise.all(reads).then((values) => ({ values })),
+    new Promise((resolve) => setTimeout(() => resolve({ timeout: true }), 3000).unref()),
+  ])
+  assert.ok(!settled.timeout, 'queued gets did not settle within 3 s of close()')
+  for (const [i, v] of settled.values.entries()) assert.ok(v === null || (i % 2 === 1 && v === 1), `read ${i}: ${v}`)
+  await closed
+})
