@@ -53,15 +53,25 @@ use moka::sync::Cache;
 use moka::Expiry;
 use parking_lot::Mutex;
 
-/// What L1 keeps per key.
-#[derive(Debug)]
+/// What L1 keeps per key: stored inline in moka's entry (cloning it costs at most one
+/// reference count), so an entry costs no allocation of its own beyond its key.
+#[derive(Debug, Clone)]
 struct Meta {
     slot: u32,
     /// the write whose value this is (0: unknown)
     write_id: u64,
     ttl: Duration,
-    tags: Box<[Arc<str>]>,
+    tags: Option<Arc<[Arc<str>]>>,
 }
+
+impl Meta {
+    fn tags(&self) -> &[Arc<str>] {
+        self.tags.as_deref().unwrap_or(&[])
+    }
+}
+
+/// moka's key: the same allocation as the slot table's and the tag index's copy of the key.
+type Key = Arc<str>;
 
 #[derive(Default)]
 struct Slots {
@@ -104,9 +114,9 @@ impl Shared {
             }
             _ => {}
         }
-        if !meta.tags.is_empty() {
+        if !meta.tags().is_empty() {
             let mut index = self.tags.lock();
-            for tag in meta.tags.iter() {
+            for tag in meta.tags() {
                 if let Some(keys) = index.get_mut(tag) {
                     if keys.get(key) == Some(&meta.slot) {
                         keys.remove(key);
@@ -130,15 +140,15 @@ impl Shared {
 
 struct PerEntryTtl;
 
-impl Expiry<String, Arc<Meta>> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, meta: &Arc<Meta>, _: Instant) -> Option<Duration> {
+impl Expiry<Key, Meta> for PerEntryTtl {
+    fn expire_after_create(&self, _: &Key, meta: &Meta, _: Instant) -> Option<Duration> {
         Some(meta.ttl)
     }
 
     fn expire_after_update(
         &self,
-        _: &String,
-        meta: &Arc<Meta>,
+        _: &Key,
+        meta: &Meta,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
@@ -182,7 +192,7 @@ pub struct SharedMemory {
 
 /// The in-process layer. See the module documentation for the slot rule.
 pub struct L1 {
-    cache: Cache<String, Arc<Meta>, ahash::RandomState>,
+    cache: Cache<Key, Meta, ahash::RandomState>,
     shared: Arc<Shared>,
     max_entries: usize,
     capacity: usize,
@@ -225,7 +235,7 @@ impl L1 {
             .initial_capacity((max_entries as usize).min(INITIAL_CAPACITY_CAP))
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(PerEntryTtl)
-            .eviction_listener(move |key: Arc<String>, meta: Arc<Meta>, cause| {
+            .eviction_listener(move |key: Arc<Key>, meta: Meta, cause| {
                 listener_shared.on_removed(&key, &meta, cause)
             })
             // a randomly seeded hasher much faster than SipHash, still resistant to crafted keys
@@ -331,8 +341,9 @@ impl L1 {
         if deadline < self.shared.scheduled.load(Ordering::Acquire) {
             self.shared.wake.notify_one();
         }
-        let tags: Box<[Arc<str>]> = tags.iter().map(|t| Arc::from(t.as_str())).collect();
-        if !tags.is_empty() {
+        let tags: Option<Arc<[Arc<str>]>> =
+            (!tags.is_empty()).then(|| tags.iter().map(|t| Arc::from(t.as_str())).collect());
+        if let Some(tags) = &tags {
             // Indexed before the entry exists, so a removal racing with this insert finds it.
             let mut index = self.shared.tags.lock();
             for tag in tags.iter() {
@@ -343,13 +354,13 @@ impl L1 {
             }
         }
         self.cache.insert(
-            key.to_string(),
-            Arc::new(Meta {
+            key_arc,
+            Meta {
                 slot,
                 write_id,
                 ttl,
                 tags,
-            }),
+            },
         );
         Some(slot)
     }
@@ -377,7 +388,7 @@ impl L1 {
     pub fn remove_unless(&self, key: &str, keep: Option<u32>) {
         let result = self
             .cache
-            .entry_by_ref(key)
+            .entry(Key::from(key))
             .and_compute_with(|current| match current {
                 Some(e) if Some(e.value().slot) != keep => Op::Remove,
                 _ => Op::Nop,
@@ -391,7 +402,7 @@ impl L1 {
     pub fn remove_unless_write(&self, key: &str, write_id: u64) {
         let result = self
             .cache
-            .entry_by_ref(key)
+            .entry(Key::from(key))
             .and_compute_with(|current| match current {
                 Some(e) if write_id == 0 || e.value().write_id != write_id => Op::Remove,
                 _ => Op::Nop,
@@ -411,7 +422,7 @@ impl L1 {
             // Only the entry that carried the tag: a newer entry under the same key may not.
             let result = self
                 .cache
-                .entry_by_ref(&*key)
+                .entry(key)
                 .and_compute_with(|current| match current {
                     Some(e) if e.value().slot == slot => Op::Remove,
                     _ => Op::Nop,
