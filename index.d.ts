@@ -50,7 +50,11 @@ export interface MultiLevelCacheOptions {
   loaderTimeout?: number
   /** The in-process layer, or `false` for none. */
   l1?: {
-    /** The most entries L1 ever holds (LRU eviction). @default 10000 */
+    /**
+     * The most entries L1 ever holds (LRU eviction; the newest entry is always kept). Once full,
+     * L1 evicts in small batches and holds between `maxEntries - min(maxEntries / 128, 256)` and
+     * `maxEntries` entries. @default 10000
+     */
     maxEntries?: number
     /** TTL, in seconds, of entries written without a per-entry `ttl`. @default 60 */
     ttl?: number
