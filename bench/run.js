@@ -3,7 +3,7 @@
 // Benchmark of multi-level-cache against the article's node-cache + ioredis class, bentocache,
 // cacheable, cache-manager, a bare node-redis GET loop and lru-cache. `npm run bench`.
 //
-//   node bench/run.js                     full run (every scenario, ~10-12 minutes)
+//   node bench/run.js                     full run (every scenario, ~8-12 minutes)
 //   node bench/run.js --quick             smoke test of everything in ~2-3 minutes (numbers not meaningful)
 //   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf memory)
 //   node bench/run.js --systems mlc,article
