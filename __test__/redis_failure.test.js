@@ -182,7 +182,7 @@ test('Redis frozen (SIGSTOP) then thawed: calls stay bounded by commandTimeout a
   const c = make({ redisUrl: server.url, prefix, redis: FAST })
   await connected(c)
   await c.set('warm', 1)
-  server.freeze()
+  await server.freeze()
   const { samples } = await workload(c, { durationMs: 1500, all: true })
   assert.deepEqual(failed(samples), [], 'calls rejected while Redis was frozen')
   const rounds = { getOrSet: 2, set: 1, get: 1, del: 1, exists: 1, invalidateTag: 1 }
@@ -312,7 +312,7 @@ test('del and invalidateTag while Redis is frozen apply to L1 at once and resolv
   await c.set('k2', 'v2', { tags: ['t'] })
   await c.set('k3', 'v3')
   assert.equal(c.stats().l1Entries, 3)
-  server.freeze()
+  await server.freeze()
   const deleting = timed(() => c.del('k3'))
   assert.equal(c.stats().l1Entries, 2, 'del did not drop the L1 entry at once')
   const invalidating = timed(() => c.invalidateTag('t'))
@@ -354,7 +354,7 @@ test('invalidations and writes that failed while Redis was frozen are replayed a
   const entry = (key) => `{${prefix}}:k:${key}`
   assert.equal(await r.exists(entry('k'), entry('k2'), entry('k3')), 3)
 
-  server.freeze()
+  await server.freeze()
   const ops = [
     ['del(k)', () => c.del('k')],
     ['invalidateTag(t2)', () => c.invalidateTag('t2')],
@@ -400,7 +400,7 @@ test('an invalidateTag that failed without opening the breaker is still replayed
   await c.set('k', 'v', { tags: ['t'] })
   const entry = `{${prefix}}:k:k`
   assert.equal(await r.exists(entry), 1)
-  server.freeze()
+  await server.freeze()
   const res = await timed(() => c.invalidateTag('t')) // one failure: below the threshold
   assert.ok(res.ok)
   server.thaw()
@@ -423,7 +423,7 @@ test('an idle process replays its failed invalidations once Redis is back (no fu
   await connected(c)
   await c.set('k', 'v', { tags: ['t'] })
   const entry = `{${prefix}}:k:k`
-  server.freeze()
+  await server.freeze()
   // enough failures to open the breaker, then the process goes idle
   for (const op of [() => c.invalidateTag('t'), () => c.get('x1'), () => c.get('x2'), () => c.get('x3')]) {
     assert.ok((await timed(op)).ok)
@@ -446,7 +446,7 @@ test('close() with Redis frozen: calls in flight settle, close resolves within ~
   const c = caches(t)({ redisUrl: server.url, prefix: uniquePrefix('rf-close'), redis: { commandTimeout: 10, connectTimeout: 10 } })
   await connected(c)
   await c.set('warm', 1)
-  server.freeze()
+  await server.freeze()
   const pending = [
     c.get('a'),
     c.set('b', 1),
@@ -495,7 +495,7 @@ const { MultiLevelCache } = require('.')
 test('a child process whose Redis is frozen or unreachable exits quickly, with or without close()', async (t) => {
   const server = await privateRedis(t)
   t.after(() => server.thaw())
-  server.freeze()
+  await server.freeze()
   const deadPort = await freePort()
   const cases = []
   for (const [where, url] of [['frozen', server.url], ['unreachable', `redis://127.0.0.1:${deadPort}`]]) {

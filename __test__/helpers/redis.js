@@ -11,6 +11,16 @@ const os = require('node:os')
 const path = require('node:path')
 const Redis = require('ioredis')
 
+/** A process's state letter from /proc (T: stopped), or undefined where /proc is missing. */
+function processState(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+  } catch {
+    return undefined
+  }
+}
+
 const SHARED_URL = process.env.REDIS_URL || 'redis://127.0.0.1:6379'
 
 /** A prefix no other test uses. */
@@ -73,8 +83,21 @@ async function startRedis(extraArgs = [], opts = {}) {
       p.kill(signal)
       await exited
     },
-    /** Freezes (SIGSTOP) or thaws (SIGCONT) the process. */
-    freeze() { server.proc.kill('SIGSTOP') },
+    /**
+     * Freezes the process (SIGSTOP) and resolves once it is stopped: kill() returns before the
+     * kernel has stopped a process running on another core, and a command sent in between
+     * would still be answered.
+     */
+    async freeze() {
+      server.proc.kill('SIGSTOP')
+      for (let i = 0; i < 200; i++) {
+        const state = processState(server.proc.pid)
+        if (state === 'T' || state === 't' || state === undefined) return
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+      throw new Error('redis-server did not stop within 1 s of SIGSTOP')
+    },
+    /** Thaws a frozen process (SIGCONT). */
     thaw() { server.proc.kill('SIGCONT') },
     /** Starts a new server on the same port with the same arguments (data is not kept). */
     async restart() {
