@@ -181,7 +181,8 @@ fn eviction_slack(max_entries: u64) -> u64 {
     (max_entries / 128).min(256)
 }
 
-/// The most entries L1's table is sized for up front (larger bounds grow it as entries come).
+/// The most buckets L1's table is sized for up front (4 per entry of the bound, up to this;
+/// larger bounds grow it as entries come).
 const INITIAL_CAPACITY_CAP: usize = 1 << 17;
 
 /// Raw views of L1's shared memory, for the binding to expose to JavaScript.
@@ -239,9 +240,15 @@ impl L1 {
             // keeps L1 under it, and `enforce_bound` rarely has to run moka's pending work
             // itself (which, once per insert, cost more than the insert)
             .max_capacity(max_entries - eviction_slack(max_entries))
-            // sized up front: growing moka's table rehashes every key (measured: ~8% of the
-            // JS thread's time while a fresh instance fills L1 from Redis)
-            .initial_capacity((max_entries as usize).min(INITIAL_CAPACITY_CAP))
+            // sized up front, with room: growing moka's table rehashes every key, and so does
+            // clearing the tombstones evictions leave, which happens once they fill 10% of the
+            // table (measured: rehashing took 10% of the JS thread while a fresh instance
+            // filled L1 from Redis with 1x; 6.7% with 4x)
+            .initial_capacity(
+                (max_entries as usize)
+                    .saturating_mul(4)
+                    .min(INITIAL_CAPACITY_CAP),
+            )
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(PerEntryTtl)
             .eviction_listener(move |key: Arc<Key>, meta: Meta, cause| {
