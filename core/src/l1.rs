@@ -181,8 +181,8 @@ fn eviction_slack(max_entries: u64) -> u64 {
     (max_entries / 128).min(256)
 }
 
-/// The most buckets L1's table is sized for up front (4 per entry of the bound, up to this;
-/// larger bounds grow it as entries come).
+/// The largest initial capacity L1 gives moka's table (4 times the bound, up to this; larger
+/// bounds grow it as entries come).
 const INITIAL_CAPACITY_CAP: usize = 1 << 17;
 
 /// Raw views of L1's shared memory, for the binding to expose to JavaScript.
