@@ -61,7 +61,7 @@ class MultiLevelCache {
   #batchIds = []
   #batchKeys = []
   #batchScheduled = false
-  /** @type {Map<string, Promise<unknown>>} single-flight loads, by key */ #flights = new Map()
+  /** @type {Map<string, { promise: Promise<unknown>, epoch: number, tags?: string[] }>} single-flight lookups, by key, with the invalidation epoch they began at */ #flights = new Map()
   /** @type {Map<string, string[]>} tags of the flights that have some */ #flightTags = new Map()
   #nextId = 1
   #closed = false
@@ -354,32 +354,37 @@ class MultiLevelCache {
 
   /**
    * One shared read-through (Redis, then loader) per key at a time. A write or invalidation
-   * of the key (or of one of its tags) in this process detaches the flight: callers arriving
-   * after it start a new lookup instead of joining one that may return the older value.
+   * of the key (or of one of its tags) detaches the flight, whether it happened in this process
+   * or in another one (its bus message arrived): callers arriving after it start a new lookup
+   * instead of joining one that may return the older value.
    */
   #flight(key, loader, options) {
     const existing = this.#flights.get(key)
-    if (existing !== undefined) return existing
-    const flight = this.#readThrough(key, loader, options)
-    this.#flights.set(key, flight)
+    if (existing !== undefined && (existing.epoch === this.#native.epoch() ||
+        !this.#native.invalidatedSince(existing.epoch, key, existing.tags))) {
+      return existing.promise
+    }
     const tags = options == null ? undefined : options.tags
+    // where this lookup stands in the order of invalidations: a value loaded across one of its
+    // key or tags is returned but not cached (it may predate the change)
+    const epoch = this.#native.epoch()
+    const flight = { promise: this.#readThrough(key, loader, options, epoch), epoch, tags }
+    this.#flights.set(key, flight)
     if (tags !== undefined && tags.length > 0) this.#flightTags.set(key, tags)
+    else this.#flightTags.delete(key)
     const done = () => {
       if (this.#flights.get(key) === flight) this.#forgetFlight(key)
     }
-    flight.then(done, done)
-    return flight
+    flight.promise.then(done, done)
+    return flight.promise
   }
 
   #forgetFlight(key) {
     if (this.#flights.delete(key)) this.#flightTags.delete(key)
   }
 
-  async #readThrough(key, loader, options) {
+  async #readThrough(key, loader, options, epoch) {
     const began = performance.now()
-    // where this lookup stands in the order of invalidations: a value loaded across one of its
-    // key or tags is returned but not cached (it may predate the change)
-    const epoch = this.#native.epoch()
     let load = LOAD_WITHOUT_REDIS
     if (this.#hasL2) {
       // one round trip: the value, or the stampede lock, or a wait for another process's value

@@ -372,3 +372,32 @@ test('after Redis restarts, a process resubscribes, clears its L1, and invalidat
   assert.ok(seen.ok, "A's set after the restart did not drop B's L1 copy")
   assert.equal(await b.get('k'), 'newest')
 })
+
+for (const how of ['del', 'invalidateTag']) {
+  test(`a lookup in flight when another process's ${how} arrives is not joined by later callers`, async (t) => {
+    const s = scope(t, { name: `flight-${how}` })
+    const a = s.cache({ l1: L1 })
+    const b = s.cache({ l1: L1 })
+    await connected(a, b)
+    let releaseOld
+    let oldCalls = 0
+    let newCalls = 0
+    const oldLoader = () => { oldCalls++; return new Promise((resolve) => { releaseOld = () => resolve({ v: 1 }) }) }
+    const newLoader = () => { newCalls++; return { v: 2 } }
+    // B starts a lookup whose loader read the database before the update
+    const first = b.getOrSet('k', oldLoader, { tags: ['t'] })
+    assert.ok(await eventually(() => oldCalls === 1, { timeoutMs: 2000 }), "B's first loader was not called")
+    // A updates: its invalidation reaches B while B's lookup is still in flight
+    if (how === 'del') await a.del('k')
+    else await a.invalidateTag('t')
+    await delivered(a, b)
+    // a caller arriving now must not get the value loaded before the update
+    const second = b.getOrSet('k', newLoader, { tags: ['t'] })
+    releaseOld()
+    assert.deepEqual(await first, { v: 1 }, 'the first caller began before the update: the old value is fine')
+    assert.deepEqual(await second, { v: 2 }, 'a caller that arrived after the invalidation joined the older lookup')
+    assert.equal(newCalls, 1)
+    assert.deepEqual(await b.get('k'), { v: 2 }, 'the value loaded before the update was cached')
+    assert.deepEqual(await a.get('k'), { v: 2 })
+  })
+}

@@ -399,6 +399,15 @@ impl NativeCache {
         self.inner.epoch() as f64
     }
 
+    /// Whether `key` or one of `tags` was invalidated since `epoch` (a value of [`Self::epoch`]),
+    /// in this process or by another one (bus): JS then starts a new lookup instead of joining
+    /// one that began before.
+    #[napi]
+    pub fn invalidated_since(&self, epoch: f64, key: String, tags: Option<Vec<String>>) -> bool {
+        self.inner
+            .invalidated_since(epoch as u64, &key, tags.as_deref().unwrap_or(&[]))
+    }
+
     /// Releases a stampede lock without writing a value (the loader failed or returned nothing).
     #[napi]
     pub fn unlock(&self, lock_id: u32) {

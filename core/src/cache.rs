@@ -950,6 +950,15 @@ impl Cache {
         self.shared.log.epoch()
     }
 
+    /// Whether `key` or one of `tags` was invalidated (locally, or by another process over the
+    /// bus) since [`Cache::epoch`] returned `epoch`: a lookup that began then may return a value
+    /// older than that invalidation, so later callers must not join it.
+    pub fn invalidated_since(&self, epoch: u64, key: &str, tags: &[String]) -> bool {
+        self.shared
+            .log
+            .is_stale(self.shared.log.since(epoch), key, tags, 0)
+    }
+
     /// Counts one loader call, whether it failed, and how long the lookup and load took.
     pub fn record_loader(&self, failed: bool, elapsed: Duration) {
         self.shared.latencies.observe(LatencyOutcome::Load, elapsed);
