@@ -22,9 +22,12 @@ module.exports = {
     },
   },
   l2: {
-    repeats: { full: 3, quick: 1 },
+    // runs last 0.3-0.6 s and single runs of one system vary by 20-40 % on the 2-core machine:
+    // 5 repeats (about a minute more than 3) keep the medians steadier
+    repeats: { full: 5, quick: 1 },
     targets: {
-      c64: [{ vs: 'node-redis', min: 1.0 }, { vs: 'article', min: 3 }],
+      // 1.5x the article is the foundation's own target, 3x the performance issue's
+      c64: [{ vs: 'node-redis', min: 1.0 }, { vs: 'article', min: 1.5 }, { vs: 'article', min: 3 }],
       c256: [{ vs: 'node-redis', min: 1.0 }, { vs: 'article', min: 3 }],
     },
   },
