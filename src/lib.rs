@@ -18,13 +18,15 @@
 //!    L1's *expiry table*, shared memory exposed by [`NativeCache::expiry_table`]: non-zero
 //!    means live. On a hit JS resolves with `values[slot]`: no native call, no tokio, no JSON.
 //!    (Without shared memory, e.g. under Electron, it asks [`NativeCache::l1_get`] instead.)
-//! 2. On a miss JS calls [`NativeCache::get_l2`] with a fresh operation id. Reads issued while
-//!    others are in flight are sent together as one `MGET` on the tokio thread; results are
-//!    queued in the core.
+//! 2. On a miss JS gives the read a fresh operation id and queues it; the reads of one turn go
+//!    to [`NativeCache::get_l2_many`] together (16 per call at most). They are sent as `MGET`s
+//!    on the tokio thread (reads issued while others are in flight join the next one); results
+//!    are queued in the core.
 //! 3. When the queue goes from empty to non-empty, the core calls a threadsafe function once;
 //!    on the JS thread, JS calls [`NativeCache::drain`] and settles every finished operation of
-//!    the batch. For a Redis hit, `drain` copies the entry into L1 (unless an invalidation
-//!    raced with the read) and returns the slot where JS stores the parsed value.
+//!    the batch. `drain` copies the batch's Redis hits into L1 (each unless an invalidation raced
+//!    with its read; one eviction pass for all) and returns the slot where JS stores each parsed
+//!    value.
 //! 4. With a loader (`getOrSet`), [`NativeCache::read_or_lock`] replaces step 2: one script
 //!    returns the value, or the stampede lock and the invalidation clock. JS runs the loader
 //!    and calls [`NativeCache::set`], which writes L1 synchronously (returning the slot) and
@@ -365,12 +367,6 @@ impl NativeCache {
         self.inner.touch(&slots);
     }
 
-    /// Starts a Redis read under operation `id`. Returns whether a completion will follow.
-    #[napi]
-    pub fn get_l2(&self, env: Env, id: u32, key: String) -> bool {
-        self.started(&env, self.inner.get_l2(id, &key))
-    }
-
     /// Starts Redis reads of `keys[i]` under operation `ids[i]`, sent together (one `MGET`).
     /// Returns whether completions will follow (for every one of them, or for none).
     #[napi]
@@ -486,7 +482,7 @@ impl NativeCache {
         let mut slots = Vec::with_capacity(completions.len());
         for c in &mut completions {
             if let Outcome::Hit(hit) = &mut c.outcome {
-                slots.push(hit.take_fill().and_then(|f| self.inner.fill_unbounded(f)));
+                slots.push(hit.take_fill().and_then(|f| self.inner.fill(f)));
             }
         }
         self.inner.end_fills();

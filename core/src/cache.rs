@@ -340,17 +340,6 @@ struct ReadQueue {
 }
 
 impl ReadQueue {
-    fn push(&self, read: PendingRead) {
-        let was_empty = {
-            let mut q = self.queue.lock();
-            q.push(read);
-            q.len() == 1
-        };
-        if was_empty {
-            self.wake.notify_one();
-        }
-    }
-
     fn push_many(&self, reads: impl IntoIterator<Item = PendingRead>) {
         let was_empty = {
             let mut q = self.queue.lock();
@@ -632,25 +621,9 @@ impl Cache {
         }
     }
 
-    /// Starts a Redis read of `key`; completes with [`Outcome::Hit`] or [`Outcome::Miss`].
-    pub fn get_l2(&self, id: u32, key: &str) -> Started {
-        let Some(reads) = &self.reads else {
-            return Started::Finished;
-        };
-        if self.l2.read().is_none() {
-            return Started::Finished;
-        }
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        reads.push(PendingRead {
-            id,
-            key: key.to_string(),
-            began: std::time::Instant::now(),
-        });
-        Started::Pending
-    }
-
     /// Starts Redis reads of several keys at once (`(id, key)` pairs), with one wake-up of the
-    /// batcher: they go out together in one `MGET`. Each completes like [`Cache::get_l2`].
+    /// batcher: they go out together in one `MGET`. Each completes under its id with
+    /// [`Outcome::Hit`] or [`Outcome::Miss`].
     pub fn get_l2_many(&self, reads: Vec<(u32, String)>) -> Started {
         let Some(queue) = &self.reads else {
             return Started::Finished;
@@ -674,17 +647,10 @@ impl Cache {
     }
 
     /// Copies a Redis value into L1 unless an invalidation raced with its read. Returns the slot
-    /// where the caller must store the decoded value now.
+    /// where the caller must store the decoded value now. Hits handed over together are filled
+    /// one after the other, then [`Cache::end_fills`] runs once before control returns to JS:
+    /// L1 evicts once for the whole batch, and its bound is never observably exceeded.
     pub fn fill(&self, fill: Fill) -> Option<u32> {
-        let slot = self.fill_unbounded(fill);
-        self.end_fills();
-        slot
-    }
-
-    /// [`Cache::fill`] for one of a batch of hits handed over together: call
-    /// [`Cache::end_fills`] after the batch, before control returns to JS (L1 then evicts once
-    /// for the whole batch; the bound is never observable exceeded).
-    pub fn fill_unbounded(&self, fill: Fill) -> Option<u32> {
         let l1 = self.shared.l1.as_ref()?;
         if self
             .shared
@@ -697,7 +663,7 @@ impl Cache {
         l1.insert_unbounded(&fill.key, fill.ttl, &fill.tags, fill.write_id)
     }
 
-    /// Ends a batch of [`Cache::fill_unbounded`]: evicts down to `l1.maxEntries`.
+    /// Ends a batch of [`Cache::fill`]: evicts down to `l1.maxEntries`.
     pub fn end_fills(&self) {
         if let Some(l1) = &self.shared.l1 {
             l1.enforce_bound();

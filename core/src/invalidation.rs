@@ -63,13 +63,25 @@ impl Record {
 
 #[derive(Default)]
 struct Recent {
-    /// (is_tag, name) -> what is remembered of it
-    names: HashMap<(bool, Box<str>), Record>,
+    /// key -> what is remembered of it
+    keys: HashMap<Box<str>, Record>,
+    /// tag -> what is remembered of it
+    tags: HashMap<Box<str>, Record>,
     /// every read that began at or before this epoch is stale
     floor: u64,
     last_prune: Option<Instant>,
     /// (epoch, when) pairs in order, to prune by age
     timeline: std::collections::VecDeque<(u64, Instant)>,
+}
+
+impl Recent {
+    /// Forgets every name and makes every read that began at or before `epoch` stale.
+    fn forget_all(&mut self, epoch: u64) {
+        self.keys.clear();
+        self.tags.clear();
+        self.timeline.clear();
+        self.floor = epoch;
+    }
 }
 
 /// The log. Cheap when nothing was invalidated since a read began (one atomic load).
@@ -128,22 +140,23 @@ impl InvalidationLog {
     pub fn all(&self) {
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        recent.names.clear();
-        recent.timeline.clear();
-        recent.floor = e;
+        recent.forget_all(e);
     }
 
     fn record(&self, is_tag: bool, name: &str, write_id: u64) {
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let now = Instant::now();
-        if recent.names.len() >= MAX_REMEMBERED {
-            recent.names.clear();
-            recent.timeline.clear();
-            recent.floor = e;
+        if recent.keys.len() + recent.tags.len() >= MAX_REMEMBERED {
+            recent.forget_all(e);
             return;
         }
-        let record = match recent.names.get(&(is_tag, Box::from(name))) {
+        let names = if is_tag {
+            &mut recent.tags
+        } else {
+            &mut recent.keys
+        };
+        let record = match names.get(name) {
             // the same write announced again: what came before it still counts
             Some(r) if write_id != 0 && r.write == write_id => Record { last: e, ..*r },
             // everything remembered so far was something other than this write
@@ -158,7 +171,7 @@ impl InvalidationLog {
                 other: 0,
             },
         };
-        recent.names.insert((is_tag, name.into()), record);
+        names.insert(name.into(), record);
         recent.timeline.push_back((e, now));
         if recent
             .last_prune
@@ -182,13 +195,12 @@ impl InvalidationLog {
         if start.epoch < recent.floor {
             return true;
         }
-        let newer = |is_tag: bool, name: &str| {
-            recent
-                .names
-                .get(&(is_tag, Box::from(name)))
+        let newer = |names: &HashMap<Box<str>, Record>, name: &str| {
+            names
+                .get(name)
                 .is_some_and(|r| r.is_stale(start.epoch, write_id))
         };
-        newer(false, key) || tags.iter().any(|t| newer(true, t))
+        newer(&recent.keys, key) || tags.iter().any(|t| newer(&recent.tags, t))
     }
 }
 
@@ -202,7 +214,8 @@ fn prune(recent: &mut Recent, now: Instant) {
         recent.timeline.pop_front();
     }
     if let Some(cut) = cut {
-        recent.names.retain(|_, r| r.last > cut);
+        recent.keys.retain(|_, r| r.last > cut);
+        recent.tags.retain(|_, r| r.last > cut);
         // reads older than HORIZON are stale anyway; the floor keeps that true after pruning
         recent.floor = recent.floor.max(cut);
     }
