@@ -12,7 +12,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { performance } = require('node:perf_hooks')
 const { MultiLevelCache, codes, rejectsWith, runNode, sleep, eventually } = require('./helpers/cache.js')
-const { startRedis, client, freePort, uniquePrefix } = require('./helpers/redis.js')
+const { privateRedis, testClient: spy, freePort, uniquePrefix } = require('./helpers/redis.js')
 const { percentile, wallMs } = require('./helpers/measure.js')
 const { FAST, guardProcess, timed, within, latencyLine } = require('./helpers/failure.js')
 
@@ -34,21 +34,6 @@ function caches(t) {
     made.push(c)
     return c
   }
-}
-
-/** A private redis-server, stopped after the test (thawed first if frozen). */
-async function privateRedis(t, args = []) {
-  const server = await startRedis(args)
-  t.after(() => server.stop())
-  return server
-}
-
-/** An ioredis client, disconnected after the test; its errors are ignored (Redis is killed). */
-function spy(t, url) {
-  const r = client(url)
-  r.on('error', () => {})
-  t.after(() => r.disconnect())
-  return r
 }
 
 function report(t, line) {

@@ -23,7 +23,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { scope, rejectsWith, codes, sleep, eventually, MultiLevelCache } = require('./helpers/cache.js')
-const { startRedis, client, freePort, uniquePrefix } = require('./helpers/redis.js')
+const { privateRedis, testClient: admin, freePort, uniquePrefix } = require('./helpers/redis.js')
 const { FAST, guardProcess, within } = require('./helpers/failure.js')
 
 const ACL_COMMANDS = ['+get', '+mget', '+set', '+incr', '+unlink', '+del', '+exists', '+getrange', '+pttl', '+pexpire',
@@ -40,19 +40,6 @@ function caches(t) {
     made.push(c)
     return c
   }
-}
-
-async function privateRedis(t, args = [], opts = {}) {
-  const server = await startRedis(args, opts)
-  t.after(() => server.stop())
-  return server
-}
-
-function admin(t, url) {
-  const r = client(url)
-  r.on('error', () => {})
-  t.after(() => r.disconnect())
-  return r
 }
 
 async function connected(...cs) {

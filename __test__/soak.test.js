@@ -21,8 +21,8 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
-const { fork } = require('node:child_process')
 const { startRedis, client, uniquePrefix } = require('./helpers/redis.js')
+const { forkWorker } = require('./helpers/workers.js')
 const { wallMs } = require('./helpers/measure.js')
 const { sleep } = require('./helpers/cache.js')
 
@@ -36,46 +36,6 @@ const OUTAGES = [{ at: 8000, downMs: 1500 }, { at: 18000, downMs: 1500 }]
 const SEED = process.env.MLC_SOAK_SEED !== undefined ? Number(process.env.MLC_SOAK_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0
 
 const WORKER = path.join(__dirname, 'helpers', 'soak_worker.js')
-
-/** Forks a soak worker; it is killed after the test. */
-async function startSoakWorker(t) {
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  let exited = false
-  const waiting = new Map()
-  child.once('exit', (code, signal) => {
-    exited = true
-    for (const [, w] of waiting) w.reject(new Error(`soak worker exited (code ${code}, signal ${signal})`))
-    waiting.clear()
-  })
-  t.after(() => { if (!exited) child.kill('SIGKILL') })
-  let nextId = 1
-  let onReady
-  const ready = new Promise((resolve) => { onReady = resolve })
-  child.on('message', (msg) => {
-    if (msg && msg.ready) return onReady()
-    const w = msg && waiting.get(msg.id)
-    if (!w) return
-    waiting.delete(msg.id)
-    clearTimeout(w.timer)
-    if (msg.ok) w.resolve(msg.result)
-    else w.reject(Object.assign(new Error(`soak worker ${w.cmd} failed: ${msg.error.message}`), { code: msg.error.code }))
-  })
-  const call = (cmd, args = {}, timeoutMs = 10000) => {
-    if (exited) return Promise.reject(new Error('soak worker has exited'))
-    const id = nextId++
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        waiting.delete(id)
-        reject(new Error(`soak worker did not answer ${cmd} within ${timeoutMs} ms`))
-      }, timeoutMs)
-      waiting.set(id, { cmd, resolve, reject, timer })
-      child.send({ id, cmd, args })
-    })
-  }
-  const ok = await Promise.race([ready.then(() => true), sleep(10000).then(() => false)])
-  if (!ok) throw new Error('a soak worker did not start within 10 s')
-  return { call, child }
-}
 
 test(`soak: two processes, Redis restarted twice, no error, no stale read outside outages, nothing lost (seed ${SEED})`, async (t) => {
   t.diagnostic(`seed ${SEED} (MLC_SOAK_SEED=${SEED} reproduces the load pattern, not the timing)`)
@@ -96,7 +56,7 @@ test(`soak: two processes, Redis restarted twice, no error, no stale read outsid
     lock: { ttl: 2, wait: 1 },
     redis: { commandTimeout: 0.2, connectTimeout: 0.3, breakerCooldown: 0.5 },
   }
-  const workers = await Promise.all([startSoakWorker(t), startSoakWorker(t)])
+  const workers = await Promise.all([forkWorker(t, WORKER), forkWorker(t, WORKER)])
   const inits = await Promise.all(workers.map((w, i) => w.call('init', { cacheOptions, dbUrl: dbServer.url, workerId: i })))
   assert.ok(inits.every((x) => x.connected), 'a worker did not subscribe to the bus')
 
@@ -104,7 +64,7 @@ test(`soak: two processes, Redis restarted twice, no error, no stale read outsid
   const endAt = startAt + RUN_MS
   const running = workers.map((w, i) => w.call('run', {
     endAt, loops: LOOPS, keys: KEYS, updateRatio: UPDATE_RATIO, seed: (SEED + i * 7919) >>> 0, maxOps: 100000,
-  }, RUN_MS + 20000))
+  }, { timeoutMs: RUN_MS + 20000 }))
 
   // the outages: SIGKILL, down for a while, a new server on the same port (data not kept)
   const windows = []

@@ -1,12 +1,10 @@
 'use strict'
 // A child process holding one MultiLevelCache, driven by IPC messages from a test (see
-// workers.js). Every request is `{ id, cmd, args }` and gets exactly one reply
-// `{ id, ok, result | error }`. Loaders are described by plain data (functions cannot cross
-// IPC): { delayMs, fail, never, value }.
-//
-// The process exits when its parent goes away (IPC disconnect), so it can never outlive a test.
+// workers.js; the protocol is in ipc_child.js). Loaders are described by plain data (functions
+// cannot cross IPC): { delayMs, fail, never, value }.
 
 const path = require('node:path')
+const { serve, errorInfo } = require('./ipc_child.js')
 const { performance } = require('node:perf_hooks')
 const { MultiLevelCache } = require(path.join(__dirname, '..', '..'))
 
@@ -30,15 +28,6 @@ function makeLoader(spec = {}) {
       throw e
     }
     return spec.value !== undefined ? spec.value : { key, pid: process.pid, n }
-  }
-}
-
-function errorInfo(e) {
-  return {
-    message: e && e.message,
-    code: e && e.code,
-    name: e && e.constructor && e.constructor.name,
-    causeCode: e && e.cause && e.cause.code,
   }
 }
 
@@ -156,19 +145,4 @@ const handlers = {
   },
 }
 
-process.on('message', async (msg) => {
-  if (!msg || typeof msg !== 'object' || typeof msg.cmd !== 'string') return
-  const { id, cmd, args } = msg
-  let reply
-  try {
-    const h = handlers[cmd]
-    if (!h) throw new Error(`unknown command ${cmd}`)
-    reply = { id, ok: true, result: await h(args || {}) }
-  } catch (e) {
-    reply = { id, ok: false, error: errorInfo(e) }
-  }
-  if (process.connected) process.send(reply)
-})
-
-process.on('disconnect', () => process.exit(0))
-process.send({ ready: true, pid: process.pid })
+serve(handlers)

@@ -133,6 +133,24 @@ function client(url = SHARED_URL) {
   return new Redis(url, { lazyConnect: false, maxRetriesPerRequest: 1, enableOfflineQueue: true })
 }
 
+/** A private redis-server (see `startRedis`), stopped after the test `t`. */
+async function privateRedis(t, args = [], opts = {}) {
+  const server = await startRedis(args, opts)
+  t.after(() => server.stop())
+  return server
+}
+
+/**
+ * A `client` disconnected after the test `t`; its errors are ignored (tests kill, freeze and
+ * misconfigure the servers it talks to).
+ */
+function testClient(t, url) {
+  const r = client(url)
+  r.on('error', () => {})
+  t.after(() => r.disconnect())
+  return r
+}
+
 /** Waits until `check()` is truthy (bounded). */
 async function eventually(check, { timeoutMs = 3000, intervalMs = 10 } = {}) {
   const deadline = Date.now() + timeoutMs
@@ -145,4 +163,4 @@ async function eventually(check, { timeoutMs = 3000, intervalMs = 10 } = {}) {
   return last
 }
 
-module.exports = { SHARED_URL, uniquePrefix, freePort, startRedis, client, eventually }
+module.exports = { SHARED_URL, uniquePrefix, freePort, startRedis, privateRedis, client, testClient, eventually }

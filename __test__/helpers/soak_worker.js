@@ -4,10 +4,10 @@
 // It runs a mixed load for a fixed time and reports every read and update with wall-clock
 // timestamps, so the parent can check freshness across processes.
 //
-// IPC: the parent sends { id, cmd, args }; every command gets one reply { id, ok, result|error }.
-// The process exits when its parent goes away.
+// Driven over IPC by soak.test.js (forkWorker in workers.js; the protocol is in ipc_child.js).
 
 const path = require('node:path')
+const { serve } = require('./ipc_child.js')
 const { performance } = require('node:perf_hooks')
 const Redis = require('ioredis')
 const { MultiLevelCache } = require(path.join(__dirname, '..', '..'))
@@ -129,19 +129,4 @@ const handlers = {
   },
 }
 
-process.on('message', async (msg) => {
-  if (!msg || typeof msg !== 'object' || typeof msg.cmd !== 'string') return
-  const { id, cmd, args } = msg
-  let reply
-  try {
-    const h = handlers[cmd]
-    if (!h) throw new Error(`unknown command ${cmd}`)
-    reply = { id, ok: true, result: await h(args || {}) }
-  } catch (e) {
-    reply = { id, ok: false, error: { message: e && e.message, code: e && e.code } }
-  }
-  if (process.connected) process.send(reply)
-})
-
-process.on('disconnect', () => process.exit(0))
-process.send({ ready: true, pid: process.pid })
+serve(handlers)

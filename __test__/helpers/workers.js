@@ -1,5 +1,6 @@
 'use strict'
-// Child Node processes, each holding one MultiLevelCache (cache_worker.js), driven over IPC.
+// Child Node processes, each holding one MultiLevelCache (cache_worker.js, or the soak test's
+// soak_worker.js), driven over IPC.
 // Each one stands for another application process sharing Redis. Every call is bounded in
 // time; every child is killed after its test (t.after) and when this process exits.
 
@@ -16,14 +17,14 @@ process.on('exit', () => {
 })
 
 /**
- * Forks a worker, waits until it is ready (bounded) and creates its cache with `options`.
- * The worker is killed when the test ends.
+ * Forks `script` (a child that calls `serve` of ipc_child.js) and waits until it is ready
+ * (bounded). The worker is killed when the test ends.
  * @param {import('node:test').TestContext} t
- * @param {object} options MultiLevelCache options (plain data: no loader)
+ * @param {string} script
  * @param {{ readyTimeoutMs?: number }} [opts]
  */
-async function startWorker(t, options, { readyTimeoutMs = 10000 } = {}) {
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: process.env })
+async function forkWorker(t, script, { readyTimeoutMs = 10000 } = {}) {
+  const child = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: process.env })
   alive.add(child)
   let nextId = 1
   const waiting = new Map()
@@ -87,6 +88,18 @@ async function startWorker(t, options, { readyTimeoutMs = 10000 } = {}) {
     await worker.kill()
     throw new Error(`worker did not start within ${readyTimeoutMs} ms`)
   }
+  return worker
+}
+
+/**
+ * Forks a cache worker (cache_worker.js), waits until it is ready (bounded) and creates its
+ * cache with `options`. The worker is killed when the test ends.
+ * @param {import('node:test').TestContext} t
+ * @param {object} options MultiLevelCache options (plain data: no loader)
+ * @param {{ readyTimeoutMs?: number }} [opts]
+ */
+async function startWorker(t, options, opts) {
+  const worker = await forkWorker(t, WORKER, opts)
   const init = await worker.call('init', { options })
   if (!init.connected) throw new Error('the worker\'s cache did not subscribe to the bus within 5 s')
   return worker
@@ -101,4 +114,4 @@ function startWorkers(t, n, options) {
   return Promise.all(Array.from({ length: n }, () => startWorker(t, options)))
 }
 
-module.exports = { startWorker, startWorkers }
+module.exports = { forkWorker, startWorker, startWorkers }

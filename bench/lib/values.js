@@ -5,7 +5,7 @@
 const VALUE_BYTES = 1024
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'
 
-/** mulberry32: a small seeded PRNG. */
+/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
 function prng(seed) {
   let a = seed >>> 0
   return function next() {
@@ -58,4 +58,4 @@ function makeValue(i) {
   return v
 }
 
-module.exports = { VALUE_BYTES, makeValue }
+module.exports = { VALUE_BYTES, makeValue, prng }

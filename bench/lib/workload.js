@@ -2,7 +2,7 @@
 // Workload helpers of the multi-process scenarios: versioned values, a seeded PRNG and a Zipf
 // sampler.
 
-const { makeValue } = require('./values.js')
+const { makeValue, prng } = require('./values.js')
 
 const TEMPLATES = 512
 let templates
@@ -26,18 +26,6 @@ function makeRevision(i, rev) {
   v.id = i
   v.rev = rev
   return v
-}
-
-/** mulberry32: a small seeded PRNG returning floats in [0, 1). */
-function prng(seed) {
-  let a = seed >>> 0
-  return function next() {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /**
