@@ -164,7 +164,7 @@ export interface CacheStats {
   redisSkipped: number
   /** Failed invalidations (and writes, as deletes) replayed after Redis came back. */
   replayed: number
-  /** Invalidations waiting for Redis to come back. */
+  /** Invalidations waiting for Redis to come back, counting one being replayed until Redis answers it. */
   replaysPending: number
   /** Invalidations dropped because more than 10 000 were waiting. */
   replaysDropped: number

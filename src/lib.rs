@@ -195,7 +195,8 @@ pub struct NativeStats {
     pub redis_skipped: f64,
     /// Invalidations replayed after Redis came back.
     pub replayed: f64,
-    /// Invalidations waiting for Redis to come back.
+    /// Invalidations waiting for Redis to come back, counting one being replayed until Redis
+    /// answers it.
     pub replays_pending: f64,
     /// Invalidations dropped because too many waited.
     pub replays_dropped: f64,

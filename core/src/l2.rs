@@ -226,7 +226,7 @@ pub struct L2Counters {
     pub replayed: u64,
     /// Invalidations dropped because the replay queue was full.
     pub replays_dropped: u64,
-    /// Invalidations waiting for Redis.
+    /// Invalidations waiting for Redis, counting one being replayed until Redis answers it.
     pub replays_pending: u64,
 }
 
@@ -260,6 +260,9 @@ pub struct L2 {
     replays: Mutex<VecDeque<Replay>>,
     /// `replays.len()`, readable without the lock
     replays_waiting: AtomicUsize,
+    /// Replays taken off the queue and not yet answered (0 or 1: one task replays); counted
+    /// as pending, so `replays_pending` reaches 0 only once Redis has answered the last one.
+    replays_in_flight: AtomicUsize,
     recovered: Arc<Notify>,
     skipped: AtomicU64,
     replayed: AtomicU64,
@@ -317,6 +320,7 @@ impl L2 {
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             replays: Mutex::new(VecDeque::new()),
             replays_waiting: AtomicUsize::new(0),
+            replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
@@ -358,7 +362,10 @@ impl L2 {
             breaker_opened: self.breaker.times_opened(),
             replayed: self.replayed.load(Ordering::Relaxed),
             replays_dropped: self.replays_dropped.load(Ordering::Relaxed),
-            replays_pending: self.replays.lock().len() as u64,
+            replays_pending: {
+                let q = self.replays.lock();
+                (q.len() + self.replays_in_flight.load(Ordering::Relaxed)) as u64
+            },
         }
     }
 
@@ -428,16 +435,32 @@ impl L2 {
         }
     }
 
+    /// Takes the oldest replay off the queue; it counts as pending until [`L2::replay_done`]
+    /// or [`L2::unpop_replay`].
     fn pop_replay(&self) -> Option<Replay> {
         let mut q = self.replays.lock();
         let next = q.pop_front();
+        if next.is_some() {
+            self.replays_in_flight.fetch_add(1, Ordering::Relaxed);
+        }
         self.replays_waiting.store(q.len(), Ordering::Relaxed);
         next
     }
 
+    /// A replay taken off the queue was answered (applied or refused).
+    fn replay_done(&self, applied: bool) {
+        let _q = self.replays.lock();
+        if applied {
+            self.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.replays_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Puts a replay Redis could not take back at the front of the queue.
     fn unpop_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
         q.push_front(replay);
+        self.replays_in_flight.fetch_sub(1, Ordering::Relaxed);
         self.replays_waiting.store(q.len(), Ordering::Relaxed);
     }
 
@@ -450,14 +473,12 @@ impl L2 {
                 return;
             };
             match self.apply(&next).await {
-                Ok(()) => {
-                    self.replayed.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(()) => self.replay_done(true),
                 Err(e) if e.is_availability() => {
                     self.unpop_replay(next);
                     return;
                 }
-                Err(_) => {} // Redis refused it: replaying again cannot help
+                Err(_) => self.replay_done(false), // Redis refused it: replaying again cannot help
             }
         }
     }
