@@ -149,6 +149,10 @@ struct Shared {
     metrics: Metrics,
     latencies: Latencies,
     log: InvalidationLog,
+    /// Held while the log is checked and L1 filled, and while an invalidation is recorded and
+    /// applied to L1: a fill (JS thread) and an invalidation (I/O thread) are each atomic to
+    /// the other, so a copy checked before the record is inserted before the removal.
+    coherence: Mutex<()>,
     waiters: Waiters,
     in_flight: AtomicUsize,
     background: AtomicUsize,
@@ -162,21 +166,28 @@ impl BusHandler for Shared {
         Metrics::inc(&self.metrics.bus_received);
         match event {
             BusEvent::KeyChanged(key, write_id) => {
-                self.log.key_written(&key, write_id);
-                if let Some(l1) = &self.l1 {
-                    // a copy of exactly this write (read from Redis after it) is current
-                    l1.remove_unless_write(&key, write_id);
+                {
+                    let _coherent = self.coherence.lock();
+                    self.log.key_written(&key, write_id);
+                    if let Some(l1) = &self.l1 {
+                        // a copy of exactly this write (read from Redis after it) is current
+                        l1.remove_unless_write(&key, write_id);
+                    }
                 }
                 self.waiters.wake(&key);
             }
             BusEvent::KeyDeleted(key) => {
-                self.log.key(&key);
-                if let Some(l1) = &self.l1 {
-                    l1.remove(&key);
+                {
+                    let _coherent = self.coherence.lock();
+                    self.log.key(&key);
+                    if let Some(l1) = &self.l1 {
+                        l1.remove(&key);
+                    }
                 }
                 self.waiters.wake(&key);
             }
             BusEvent::TagInvalidated(tag) => {
+                let _coherent = self.coherence.lock();
                 self.log.tag(&tag);
                 if let Some(l1) = &self.l1 {
                     l1.invalidate_tag(&tag);
@@ -194,9 +205,12 @@ impl BusHandler for Shared {
         if resubscribed {
             // messages may have been missed while disconnected: nothing in L1 can be trusted
             Metrics::inc(&self.metrics.bus_resubscriptions);
-            self.log.all();
-            if let Some(l1) = &self.l1 {
-                l1.clear();
+            {
+                let _coherent = self.coherence.lock();
+                self.log.all();
+                if let Some(l1) = &self.l1 {
+                    l1.clear();
+                }
             }
             self.waiters.wake_all();
         }
@@ -239,6 +253,7 @@ impl Shared {
     /// before now are stale for it, and whatever such a read put in L1 meanwhile goes (except
     /// the write's own entry, `keep`).
     fn settled_key(&self, key: &str, keep: Option<u32>) {
+        let _coherent = self.coherence.lock();
         self.log.key(key);
         if let Some(l1) = &self.l1 {
             l1.remove_unless(key, keep);
@@ -250,6 +265,7 @@ impl Shared {
         match inv {
             Replay::Del { key, .. } => self.settled_key(key, None),
             Replay::Tag { tag, .. } => {
+                let _coherent = self.coherence.lock();
                 self.log.tag(tag);
                 if let Some(l1) = &self.l1 {
                     l1.invalidate_tag(tag);
@@ -489,6 +505,7 @@ impl Cache {
             metrics: Metrics::default(),
             latencies: Latencies::default(),
             log: InvalidationLog::new(),
+            coherence: Mutex::new(()),
             waiters: Waiters::default(),
             in_flight: AtomicUsize::new(0),
             background: AtomicUsize::new(0),
@@ -652,6 +669,7 @@ impl Cache {
     /// L1 evicts once for the whole batch, and its bound is never observably exceeded.
     pub fn fill(&self, fill: Fill) -> Option<u32> {
         let l1 = self.shared.l1.as_ref()?;
+        let _coherent = self.shared.coherence.lock();
         if self
             .shared
             .log
@@ -735,12 +753,14 @@ impl Cache {
     ) -> (Option<u32>, Started) {
         let lock = load.lock_id.and_then(|id| self.locks.take(id));
         let token = load.token;
+        let coherent = self.shared.coherence.lock();
         if let Some(epoch) = load.since {
             if self
                 .shared
                 .log
                 .is_stale(self.shared.log.since(epoch), key, &tags, 0)
             {
+                drop(coherent);
                 Metrics::inc(&self.shared.metrics.loads_discarded);
                 if let Some(lock) = lock {
                     self.release(lock);
@@ -755,6 +775,7 @@ impl Cache {
             (Some(l1), Some(c)) => l1.insert(key, ttl.unwrap_or(c.ttl), &tags, write_id),
             _ => None,
         };
+        drop(coherent);
         let (Some(l2), Some(l2_config)) = (self.l2(), &self.config.l2) else {
             return (slot, Started::Finished);
         };
@@ -958,6 +979,7 @@ impl Cache {
 
     /// Drops every L1 entry.
     pub fn clear_l1(&self) {
+        let _coherent = self.shared.coherence.lock();
         self.shared.log.all();
         if let Some(l1) = &self.shared.l1 {
             l1.clear();
@@ -1226,4 +1248,59 @@ fn read_envelope(
         value,
         fill,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Options};
+    use std::sync::Barrier;
+
+    fn l1_only() -> Cache {
+        let config = Config::from_options(Options::default()).unwrap();
+        Cache::new(config, crate::runtime::shared(), Box::new(|| {})).unwrap()
+    }
+
+    /// A Redis read that began before an invalidation is settled may be filled into L1 on the
+    /// JS thread while the invalidation is recorded and applied to L1 on the I/O thread. In
+    /// every interleaving the copy must be gone once both are done (the soak test once saw one
+    /// survive: the fill checked the log, the invalidation recorded itself and removed nothing,
+    /// then the fill inserted).
+    #[test]
+    fn a_fill_racing_with_an_invalidation_never_outlives_it() {
+        let cache = Arc::new(l1_only());
+        let mut survived = 0;
+        for round in 0..5_000 {
+            let start = cache.shared.log.begin();
+            let go = Arc::new(Barrier::new(2));
+            let filler = {
+                let (cache, go) = (cache.clone(), go.clone());
+                std::thread::spawn(move || {
+                    go.wait();
+                    cache.fill(Fill {
+                        key: "k".into(),
+                        write_id: 0,
+                        ttl: Duration::from_secs(60),
+                        tags: vec!["t".into()],
+                        start,
+                    });
+                })
+            };
+            go.wait();
+            if round % 2 == 0 {
+                cache.shared.settled_key("k", None);
+            } else {
+                cache.shared.settled(&Replay::Tag {
+                    tag: "t".into(),
+                    notice: String::new(),
+                });
+            }
+            filler.join().unwrap();
+            if cache.l1_get("k").is_some() {
+                survived += 1;
+                cache.shared.settled_key("k", None);
+            }
+        }
+        assert_eq!(survived, 0, "copies that outlived the invalidation");
+    }
 }

@@ -14,6 +14,11 @@
 //! second record, any read that started earlier is stale. A change from another process is
 //! recorded when its bus message arrives, which is after Redis applied it.
 //!
+//! The cache checks the log and fills L1 as one step, and records an invalidation and applies
+//! it to L1 as one step (under one lock): otherwise a fill on the JS thread could check the log
+//! just before an invalidation on the I/O thread is recorded, and insert just after that
+//! invalidation found nothing to remove.
+//!
 //! Memory is bounded: entries older than [`HORIZON`] are pruned, and a read that started
 //! before the pruning horizon counts as stale.
 
