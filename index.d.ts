@@ -166,7 +166,7 @@ export interface CacheStats {
   replayed: number
   /** Invalidations waiting for Redis to come back, counting one being replayed until Redis answers it. */
   replaysPending: number
-  /** Invalidations dropped because more than 10 000 were waiting. */
+  /** Invalidations dropped because more than 10 000 keys and tags were waiting (one waits per key or tag). */
   replaysDropped: number
   /** l1Hits / (l1Hits + l1Misses), 0 when there were none. */
   l1HitRatio: number

@@ -398,6 +398,35 @@ test('an invalidateTag that failed without opening the breaker is still replayed
   await guard.assertNone(assert)
 })
 
+test('writes and deletes of the same keys that failed many times are replayed once per key and tag', async (t) => {
+  const guard = guardProcess(t)
+  const server = await privateRedis(t)
+  t.after(() => server.thaw())
+  const prefix = uniquePrefix('rf-replay-merge')
+  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
+  const r = spy(t, server.url)
+  await connected(c)
+  await c.set('hot', 'v0', { tags: ['t'] })
+  const entry = (key) => `{${prefix}}:k:${key}`
+  await server.freeze()
+  // 40 failed operations on 2 keys and 1 tag (the breaker opens after the first few)
+  for (let i = 0; i < 10; i++) {
+    for (const op of [() => c.set('hot', `v${i + 1}`, { tags: ['t'] }), () => c.del('hot'), () => c.set('warm', i), () => c.invalidateTag('t')]) {
+      assert.ok((await timed(op)).ok)
+    }
+  }
+  assert.equal(c.stats().replaysPending, 3, 'one replay waits per key and tag')
+  server.thaw()
+  const done = await withTraffic(c, async () => c.stats().replaysPending === 0 &&
+    (await r.exists(entry('hot'), entry('warm'))) === 0, 5000)
+  const st = c.stats()
+  report(t, `after the thaw: replayed ${st.replayed}, pending ${st.replaysPending}, dropped ${st.replaysDropped}`)
+  assert.ok(done.ok, `5 s after the thaw: pending ${st.replaysPending}, keys left in Redis ${await r.exists(entry('hot'), entry('warm'))}`)
+  assert.equal(st.replayed, 3)
+  assert.equal(st.replaysDropped, 0)
+  await guard.assertNone(assert)
+})
+
 test('an idle process replays its failed invalidations once Redis is back (no further call needed)', async (t) => {
   const guard = guardProcess(t)
   const server = await privateRedis(t)

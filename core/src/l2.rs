@@ -19,9 +19,9 @@
 //!   replayed *as an invalidation* once the breaker closes: a failed `set` or `del` deletes the
 //!   key, a failed `invalidateTag` invalidates the tag, each announced on the bus. Redis may
 //!   have kept the old value (a frozen or partitioned server); the replay removes it rather
-//!   than risk writing over a newer value.
+//!   than risk writing over a newer value. One replay waits per key or tag
+//!   ([`crate::replay`]), however often it failed.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -34,6 +34,8 @@ use tokio::sync::Notify;
 use crate::breaker::{Breaker, BreakerState, Permit};
 use crate::config::L2Config;
 use crate::keys::Keyspace;
+pub use crate::replay::Replay;
+use crate::replay::{Pushed, ReplayQueue};
 
 /// Deletes every live entry that still carries a tag, then the tag's index, leaves a tombstone
 /// (the advanced invalidation clock) and announces it on the bus. An index member whose entry
@@ -192,27 +194,8 @@ impl std::fmt::Display for L2Error {
     }
 }
 
-/// An invalidation for Redis (a `del`, an `invalidateTag`, or a failed write replayed as a
-/// delete), with its bus announcement; kept and replayed when Redis could not be reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Replay {
-    /// Delete an entry (a failed `set` or `del`): Redis may hold an older value.
-    Del {
-        /// The key.
-        key: String,
-        /// Its bus announcement.
-        notice: String,
-    },
-    /// Invalidate a tag.
-    Tag {
-        /// The tag.
-        tag: String,
-        /// Its bus announcement.
-        notice: String,
-    },
-}
-
-/// Failed invalidations kept for replay; beyond this the oldest are dropped (and counted).
+/// Keys and tags whose failed invalidations are kept for replay; beyond this the oldest are
+/// dropped (and counted).
 pub const MAX_REPLAYS: usize = 10_000;
 
 /// Counters of the Redis layer.
@@ -257,7 +240,7 @@ pub struct L2 {
     bound: Duration,
     channel: String,
     breaker: Breaker,
-    replays: Mutex<VecDeque<Replay>>,
+    replays: Mutex<ReplayQueue>,
     /// `replays.len()`, readable without the lock
     replays_waiting: AtomicUsize,
     /// Replays taken off the queue and not yet answered (0 or 1: one task replays); counted
@@ -318,7 +301,7 @@ impl L2 {
             channel: keys.bus_channel(crate::bus::WIRE_VERSION),
             keys,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
-            replays: Mutex::new(VecDeque::new()),
+            replays: Mutex::new(ReplayQueue::new(MAX_REPLAYS)),
             replays_waiting: AtomicUsize::new(0),
             replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
@@ -372,11 +355,9 @@ impl L2 {
     /// Keeps an invalidation that could not reach Redis, to replay it when Redis is back.
     pub fn queue_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
-        if q.len() >= MAX_REPLAYS {
-            q.pop_front();
+        if q.push(replay) == Pushed::DroppedOldest {
             self.replays_dropped.fetch_add(1, Ordering::Relaxed);
         }
-        q.push_back(replay);
         self.replays_waiting.store(q.len(), Ordering::Relaxed);
         drop(q);
         // an idle process must replay too: the replay task probes Redis until it answers
@@ -439,7 +420,7 @@ impl L2 {
     /// or [`L2::unpop_replay`].
     fn pop_replay(&self) -> Option<Replay> {
         let mut q = self.replays.lock();
-        let next = q.pop_front();
+        let next = q.pop();
         if next.is_some() {
             self.replays_in_flight.fetch_add(1, Ordering::Relaxed);
         }
@@ -459,7 +440,7 @@ impl L2 {
     /// Puts a replay Redis could not take back at the front of the queue.
     fn unpop_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
-        q.push_front(replay);
+        q.unpop(replay);
         self.replays_in_flight.fetch_sub(1, Ordering::Relaxed);
         self.replays_waiting.store(q.len(), Ordering::Relaxed);
     }

@@ -7,6 +7,7 @@
 //! - [`l1`]: the bounded in-process layer (moka), holding slot numbers, TTLs and tags.
 //! - [`l2`]: the Redis layer, every command bounded by a timeout.
 //! - [`breaker`]: the circuit breaker that stops calling a dead or frozen Redis.
+//! - [`replay`]: invalidations that failed, kept (one per key or tag) until Redis is back.
 //! - [`keys`]: the Redis key layout of a prefix.
 //! - [`lock`]: stampede locks held and awaited across processes.
 //! - [`bus`]: the pub/sub invalidation bus between processes.
@@ -29,4 +30,5 @@ pub mod l1;
 pub mod l2;
 pub mod lock;
 pub mod metrics;
+pub mod replay;
 pub mod runtime;
