@@ -20,9 +20,13 @@
 //! invalidation found nothing to remove.
 //!
 //! Memory is bounded: entries older than [`HORIZON`] are pruned, and a read that started
-//! before the pruning horizon counts as stale.
+//! before the pruning horizon counts as stale. Names are remembered by a 64-bit keyed hash, not
+//! by their text (a write-heavy second remembers every key written): two names with the same
+//! hash can only make a read look stale when it is not, which costs an L1 fill, never
+//! correctness. The pruning timeline keeps one mark per [`GRAIN`], not one per record.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -32,6 +36,32 @@ use parking_lot::Mutex;
 pub const HORIZON: Duration = Duration::from_secs(10);
 /// Remembered names above which the log forgets everything and moves its floor instead.
 const MAX_REMEMBERED: usize = 100_000;
+/// The pruning timeline's resolution: a record is pruned up to this much later than
+/// [`HORIZON`].
+pub const GRAIN: Duration = Duration::from_millis(50);
+
+/// The names' hashes are already keyed hashes: the map uses them as they are.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // only u64 keys are hashed (write_u64); fold anything else in anyway
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type ByHash = HashMap<u64, Record, BuildHasherDefault<PreHashed>>;
 
 /// Where a read started.
 #[derive(Debug, Clone, Copy)]
@@ -68,14 +98,15 @@ impl Record {
 
 #[derive(Default)]
 struct Recent {
-    /// key -> what is remembered of it
-    keys: HashMap<Box<str>, Record>,
-    /// tag -> what is remembered of it
-    tags: HashMap<Box<str>, Record>,
+    /// hash of a key -> what is remembered of it
+    keys: ByHash,
+    /// hash of a tag -> what is remembered of it
+    tags: ByHash,
     /// every read that began at or before this epoch is stale
     floor: u64,
     last_prune: Option<Instant>,
-    /// (epoch, when) pairs in order, to prune by age
+    /// (epoch, when) marks in order, at least [`GRAIN`] apart, to prune by age: every record
+    /// up to a mark's epoch was made at or before its time
     timeline: std::collections::VecDeque<(u64, Instant)>,
 }
 
@@ -94,6 +125,8 @@ impl Recent {
 pub struct InvalidationLog {
     epoch: AtomicU64,
     recent: Mutex<Recent>,
+    /// keyed per log, so names cannot be crafted to collide
+    hasher: ahash::RandomState,
 }
 
 impl InvalidationLog {
@@ -149,6 +182,7 @@ impl InvalidationLog {
     }
 
     fn record(&self, is_tag: bool, name: &str, write_id: u64) {
+        let name = self.hasher.hash_one(name);
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
         let now = Instant::now();
@@ -161,7 +195,7 @@ impl InvalidationLog {
         } else {
             &mut recent.keys
         };
-        let record = match names.get(name) {
+        let record = match names.get(&name) {
             // the same write announced again: what came before it still counts
             Some(r) if write_id != 0 && r.write == write_id => Record { last: e, ..*r },
             // everything remembered so far was something other than this write
@@ -176,8 +210,14 @@ impl InvalidationLog {
                 other: 0,
             },
         };
-        names.insert(name.into(), record);
-        recent.timeline.push_back((e, now));
+        names.insert(name, record);
+        if recent
+            .timeline
+            .back()
+            .is_none_or(|&(_, at)| now.duration_since(at) >= GRAIN)
+        {
+            recent.timeline.push_back((e, now));
+        }
         if recent
             .last_prune
             .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1))
@@ -200,9 +240,9 @@ impl InvalidationLog {
         if start.epoch < recent.floor {
             return true;
         }
-        let newer = |names: &HashMap<Box<str>, Record>, name: &str| {
+        let newer = |names: &ByHash, name: &str| {
             names
-                .get(name)
+                .get(&self.hasher.hash_one(name))
                 .is_some_and(|r| r.is_stale(start.epoch, write_id))
         };
         newer(&recent.keys, key) || tags.iter().any(|t| newer(&recent.tags, t))
