@@ -34,7 +34,10 @@
 //! ordinary entry needs no clock read, which costs more than the rest of a hit on some
 //! machines. Entries with a TTL under [`SHORT_TTL`] are stored with a negative expiry: for
 //! those JS also compares with `Date.now()`, so a short TTL is exact even when the I/O thread
-//! is late. moka drops expired entries for good at its next housekeeping.
+//! is late. The expirer also removes the expired entry from moka (moka keeps no timers of its
+//! own: its per-entry expiry cost ~50 bytes per entry for a second copy of these deadlines), and
+//! [`L1::get`] checks the table against the clock, so a late expirer never serves an expired
+//! entry there either.
 //!
 //! Reads served that way do not reach moka, so JS records the slots it served in a small ring
 //! and hands them over in batches ([`L1::touch`]), which replays them as moka reads: the LRU
@@ -44,13 +47,12 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moka::notification::RemovalCause;
 use moka::ops::compute::{CompResult, Op};
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
-use moka::Expiry;
 use parking_lot::Mutex;
 
 /// What L1 keeps per key: stored inline in moka's entry (cloning it costs at most one
@@ -60,7 +62,6 @@ struct Meta {
     slot: u32,
     /// the write whose value this is (0: unknown)
     write_id: u64,
-    ttl: Duration,
     tags: Option<Arc<[Arc<str>]>>,
 }
 
@@ -105,14 +106,9 @@ struct Shared {
 impl Shared {
     fn on_removed(&self, key: &str, meta: &Meta, cause: RemovalCause) {
         self.expires[meta.slot as usize].store(0, Ordering::Release);
-        match cause {
-            RemovalCause::Size => {
-                self.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            RemovalCause::Expired => {
-                self.expirations.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
+        // expirations are counted by the expirer, which removes them (moka keeps no timers)
+        if cause == RemovalCause::Size {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         if !meta.tags().is_empty() {
             let mut index = self.tags.lock();
@@ -135,24 +131,6 @@ impl Shared {
 
     fn counter(&self, i: usize) -> u64 {
         f64::from_bits(self.counters[i].load(Ordering::Relaxed)) as u64
-    }
-}
-
-struct PerEntryTtl;
-
-impl Expiry<Key, Meta> for PerEntryTtl {
-    fn expire_after_create(&self, _: &Key, meta: &Meta, _: Instant) -> Option<Duration> {
-        Some(meta.ttl)
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        meta: &Meta,
-        _: Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(meta.ttl)
     }
 }
 
@@ -250,7 +228,6 @@ impl L1 {
                     .min(INITIAL_CAPACITY_CAP),
             )
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(PerEntryTtl)
             .eviction_listener(move |key: Arc<Key>, meta: Meta, cause| {
                 listener_shared.on_removed(&key, &meta, cause)
             })
@@ -277,12 +254,21 @@ impl L1 {
     /// The slot of a live entry, or `None` on a miss (absent or expired). Counts nothing: JS
     /// serves hits from the expiry table.
     pub fn get(&self, key: &str) -> Option<u32> {
-        self.cache.get(key).map(|m| m.slot)
+        self.cache
+            .get(key)
+            .map(|m| m.slot)
+            .filter(|&slot| self.is_live(slot))
     }
 
-    /// Whether a live entry exists, without touching its recency.
+    /// Whether a live entry exists (a use of the key, like [`L1::get`]).
     pub fn contains(&self, key: &str) -> bool {
-        self.cache.contains_key(key)
+        self.get(key).is_some()
+    }
+
+    /// Whether `slot`'s expiry, checked against the clock, is still ahead.
+    fn is_live(&self, slot: u32) -> bool {
+        let e = self.expiry_of(slot);
+        e != 0.0 && e.abs() > now_ms()
     }
 
     /// The expiry (Unix ms) the shared table holds for `slot`: 0 when it holds no live entry,
@@ -374,7 +360,6 @@ impl L1 {
             Meta {
                 slot,
                 write_id,
-                ttl,
                 tags,
             },
         );
@@ -467,17 +452,19 @@ impl L1 {
     pub fn expire_due(&self) -> Option<u64> {
         let now = now_ms();
         let mut heap = self.shared.deadlines.lock();
+        let mut due = Vec::new();
         while let Some(&Reverse((at, slot, bits))) = heap.peek() {
             if at as f64 > now {
                 break;
             }
             heap.pop();
-            let _ = self.shared.expires[slot as usize].compare_exchange(
-                bits,
-                0,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
+            // still the entry that deadline was for (not replaced or removed since)
+            if self.shared.expires[slot as usize]
+                .compare_exchange(bits, 0, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                due.push(slot);
+            }
         }
         // replaced entries leave stale deadlines behind: drop them when they pile up
         if heap.len() > 2 * self.capacity + 1024 {
@@ -486,7 +473,41 @@ impl L1 {
                 expires[*slot as usize].load(Ordering::Relaxed) == *bits
             });
         }
-        heap.peek().map(|Reverse((at, _, _))| *at)
+        let next = heap.peek().map(|Reverse((at, _, _))| *at);
+        drop(heap);
+        for slot in due {
+            self.remove_expired(slot);
+        }
+        next
+    }
+
+    /// Removes from moka the entry at `slot` the expirer just marked gone (unless something
+    /// removed it meanwhile: then its slot may hold another entry, with a live expiry).
+    fn remove_expired(&self, slot: u32) {
+        let Some(key) = self
+            .shared
+            .slots
+            .lock()
+            .keys
+            .get(slot as usize)
+            .cloned()
+            .flatten()
+        else {
+            return;
+        };
+        let expires = &self.shared.expires[slot as usize];
+        let result = self
+            .cache
+            .entry(key)
+            .and_compute_with(|current| match current {
+                Some(e) if e.value().slot == slot && expires.load(Ordering::Acquire) == 0 => {
+                    Op::Remove
+                }
+                _ => Op::Nop,
+            });
+        if matches!(result, CompResult::Removed(_)) {
+            self.shared.expirations.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Runs the expirer until `l1` is dropped: sleeps until the next deadline (or an earlier
@@ -644,7 +665,7 @@ mod tests {
         );
         assert!(l1.get("short").is_none());
         assert!(l1.get("long").is_some());
-        // moka's timer wheel drops expired entries with about a second of granularity
+        // the expirer removed it from moka: its slot is freed at the next housekeeping
         let mut freed = Vec::new();
         for _ in 0..40 {
             l1.maintain();
