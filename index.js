@@ -354,8 +354,9 @@ class MultiLevelCache {
 
   /**
    * One shared read-through (Redis, then loader) per key at a time. A write or invalidation
-   * of the key (or of one of its tags) detaches the flight, whether it happened in this process
-   * or in another one (its bus message arrived): callers arriving after it start a new lookup
+   * of the key, or an invalidation of any tag (the value found in Redis may carry tags the
+   * callers did not name), detaches the flight, whether it happened in this process or in
+   * another one (its bus message arrived): callers arriving after it start a new lookup
    * instead of joining one that may return the older value.
    */
   #flight(key, loader, options) {

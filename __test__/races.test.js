@@ -37,6 +37,22 @@ for (const l2 of [true, false]) {
   })
 }
 
+test('a lookup naming no tags does not join one that began before a tag invalidation (the value found may carry the tag)', async (t) => {
+  const s = scope(t, { name: 'race-tag-join' })
+  const writer = s.cache()
+  const reader = s.cache()
+  await writer.set('p', { v: 1 }, { tags: ['t'] })
+  let loads = 0
+  const load = async () => { loads++; return { v: 2 } }
+  const first = reader.getOrSet('p', load) // untagged: finds { v: 1 } in Redis, tagged t
+  const invalidated = reader.invalidateTag('t')
+  const second = reader.getOrSet('p', load)
+  assert.notEqual(second, first, 'joined a lookup that began before the tag invalidation')
+  await Promise.all([first, second, invalidated])
+  assert.deepEqual(await reader.getOrSet('p', load), { v: 2 }, 'the tagged value outlived its invalidation')
+  assert.ok(loads >= 1)
+})
+
 test('a del while a load runs keeps the loaded value out of both layers', async (t) => {
   const s = scope(t, { name: 'race-del' })
   const cache = s.cache()

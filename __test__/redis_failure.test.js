@@ -120,6 +120,26 @@ test('Redis unreachable from the start: the constructor does not throw and every
   await guard.assertNone(assert)
 })
 
+test('Redis that comes up after the cache started: the first bus subscription clears what L1 took in meanwhile', async (t) => {
+  // the cache served (and filled L1) without the bus: messages published meanwhile were missed
+  const guard = guardProcess(t)
+  const port = await freePort()
+  const prefix = uniquePrefix('rf-late')
+  const c = caches(t)({ redisUrl: `redis://127.0.0.1:${port}`, prefix, redis: FAST })
+  await c.set('k', 'written before Redis was up')
+  assert.equal(await c.get('k'), 'written before Redis was up')
+  assert.equal(c.stats().l1Entries, 1)
+  const server = await privateRedis(t, [], { port })
+  const up = await eventually(() => c.stats().busConnected, { timeoutMs: 8000, intervalMs: 20 })
+  const st = c.stats()
+  report(t, `bus subscribed ${up ? 'after Redis came up' : 'never'}; busResubscriptions ${st.busResubscriptions}, l1Entries ${st.l1Entries}`)
+  assert.ok(up, 'the bus did not subscribe within 8 s of Redis coming up')
+  assert.equal(st.busResubscriptions, 1, 'a first subscription after failed attempts counts as a resubscription')
+  assert.equal(st.l1Entries, 0, 'L1 kept an entry taken in while the bus was down')
+  void server
+  await guard.assertNone(assert)
+})
+
 test('Redis killed (SIGKILL) mid-run: no call fails, each is bounded, the breaker opens and later calls skip Redis', async (t) => {
   const guard = guardProcess(t)
   const server = await privateRedis(t)
@@ -424,6 +444,39 @@ test('writes and deletes of the same keys that failed many times are replayed on
   assert.ok(done.ok, `5 s after the thaw: pending ${st.replaysPending}, keys left in Redis ${await r.exists(entry('hot'), entry('warm'))}`)
   assert.equal(st.replayed, 3)
   assert.equal(st.replaysDropped, 0)
+  await guard.assertNone(assert)
+})
+
+test('a replayed delete also removes the old value a read copied into this process\'s L1 before the replay', async (t) => {
+  const guard = guardProcess(t)
+  const server = await privateRedis(t)
+  t.after(() => server.thaw())
+  const prefix = uniquePrefix('rf-replay-l1')
+  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
+  const r = spy(t, server.url)
+  await connected(c)
+  await c.set('k', 'old')
+  await server.freeze()
+  // open the breaker (threshold 3), so the delete is skipped, not sent, and waits for replay
+  for (let i = 0; i < 3; i++) assert.ok((await timed(() => c.get(`x${i}`))).ok)
+  assert.equal(c.stats().breakerState !== 0, true, 'the breaker did not open')
+  await c.del('k')
+  assert.equal(await c.get('k'), null, 'del did not apply to L1 at once')
+  assert.equal(c.stats().replaysPending, 1)
+  server.thaw()
+  // Redis still holds 'old': a read that gets through before the replay copies it into L1
+  let copied = false
+  const t0 = performance.now()
+  for (let i = 0; i < 2000 && performance.now() - t0 < 5000 && c.stats().replayed === 0; i++) {
+    if ((await c.get('k')) === 'old') copied = true
+    await sleep(1)
+  }
+  const st = c.stats()
+  report(t, `a read copied the old value before the replay: ${copied}; replayed ${st.replayed}`)
+  assert.equal(st.replayed, 1, 'the delete was not replayed within 5 s of the thaw')
+  assert.equal(await r.exists(`{${prefix}}:k:k`), 0)
+  // whether or not a read got there first, the replay leaves nothing of 'old' in L1
+  assert.equal(await c.get('k'), null)
   await guard.assertNone(assert)
 })
 

@@ -396,9 +396,9 @@ impl NativeCache {
         self.inner.epoch() as f64
     }
 
-    /// Whether `key` or one of `tags` was invalidated since `epoch` (a value of [`Self::epoch`]),
-    /// in this process or by another one (bus): JS then starts a new lookup instead of joining
-    /// one that began before.
+    /// Whether `key`, one of `tags` or any tag at all was invalidated since `epoch` (a value of
+    /// [`Self::epoch`]), in this process or by another one (bus): JS then starts a new lookup
+    /// instead of joining one that began before.
     #[napi]
     pub fn invalidated_since(&self, epoch: f64, key: String, tags: Option<Vec<String>>) -> bool {
         self.inner

@@ -85,8 +85,9 @@ pub trait BusHandler: Send + Sync + 'static {
     fn on_event(&self, event: BusEvent);
     /// A message that could not be read.
     fn on_malformed(&self);
-    /// The subscription is (again) active. `resubscribed` is true after a loss: messages may
-    /// have been missed.
+    /// The subscription is (again) active. `resubscribed` is true after a loss, or after a first
+    /// attempt that failed (the cache was already serving without the bus): messages may have
+    /// been missed.
     fn on_subscribed(&self, resubscribed: bool);
 }
 
@@ -164,7 +165,9 @@ async fn run(
     connected: Arc<AtomicBool>,
 ) {
     let mut backoff = BACKOFF_MIN;
-    let mut subscribed_before = false;
+    // true once the cache may have missed messages: after a subscription was lost, or after an
+    // attempt failed (operations wait only for the first attempt, then run without the bus)
+    let mut may_have_missed = false;
     loop {
         if *stop.borrow() {
             return;
@@ -173,8 +176,7 @@ async fn run(
         let _ = attempted.send(true);
         if let Ok(Ok(pubsub)) = attempt {
             connected.store(true, Ordering::Release);
-            handler.on_subscribed(subscribed_before);
-            subscribed_before = true;
+            handler.on_subscribed(may_have_missed);
             backoff = BACKOFF_MIN;
             let stopped = listen(pubsub, &config, handler.as_ref(), &mut stop).await;
             connected.store(false, Ordering::Release);
@@ -182,6 +184,8 @@ async fn run(
                 return;
             }
         }
+        // the attempt failed or the subscription was lost
+        may_have_missed = true;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,

@@ -250,13 +250,19 @@ impl Shared {
     }
 
     /// A local write or delete of `key` was applied by Redis (or failed): reads that started
-    /// before now are stale for it, and whatever such a read put in L1 meanwhile goes (except
-    /// the write's own entry, `keep`).
-    fn settled_key(&self, key: &str, keep: Option<u32>) {
+    /// before now are stale for it, and whatever such a read put in L1 meanwhile goes, except
+    /// a copy of the write itself (`keep`: its write id; known by id, not by slot, since a
+    /// racing read's copy may have been given the slot the write's entry had).
+    fn settled_key(&self, key: &str, keep: Option<u64>) {
         let _coherent = self.coherence.lock();
         self.log.key(key);
         if let Some(l1) = &self.l1 {
-            l1.remove_unless(key, keep);
+            match keep {
+                Some(write_id) => l1.remove_unless_write(key, write_id),
+                None => {
+                    l1.remove(key);
+                }
+            }
         }
     }
 
@@ -528,6 +534,12 @@ impl Cache {
                     command_timeout: c.command_timeout,
                 };
                 let l2 = L2::new(c, keys)?;
+                let settle = Arc::downgrade(&shared);
+                l2.on_replayed(Box::new(move |inv| {
+                    if let Some(shared) = settle.upgrade() {
+                        shared.settled(inv);
+                    }
+                }));
                 let warm = l2.clone();
                 rt.spawn(async move {
                     let _ = warm.ping().await;
@@ -805,7 +817,7 @@ impl Cache {
             } else {
                 // a read that raced with this write may have seen the older value: it must not
                 // stay in L1 (see crate::invalidation)
-                shared.settled_key(&key, slot);
+                shared.settled_key(&key, Some(write_id));
             }
             if let Err(e) = &written {
                 shared.redis_failed(e);
@@ -937,13 +949,14 @@ impl Cache {
         self.shared.log.epoch()
     }
 
-    /// Whether `key` or one of `tags` was invalidated (locally, or by another process over the
-    /// bus) since [`Cache::epoch`] returned `epoch`: a lookup that began then may return a value
-    /// older than that invalidation, so later callers must not join it.
+    /// Whether `key`, one of `tags` or any tag at all was invalidated (locally, or by another
+    /// process over the bus) since [`Cache::epoch`] returned `epoch`: a lookup that began then
+    /// may return a value older than that invalidation, so later callers must not join it. Any
+    /// tag counts because the value a lookup finds in Redis may carry tags its callers did not
+    /// name.
     pub fn invalidated_since(&self, epoch: u64, key: &str, tags: &[String]) -> bool {
-        self.shared
-            .log
-            .is_stale(self.shared.log.since(epoch), key, tags, 0)
+        let log = &self.shared.log;
+        log.any_tag_since(epoch) || log.is_stale(log.since(epoch), key, tags, 0)
     }
 
     /// Counts one loader call, whether it failed, and how long the lookup and load took.

@@ -124,6 +124,8 @@ impl Recent {
 #[derive(Default)]
 pub struct InvalidationLog {
     epoch: AtomicU64,
+    /// epoch of the latest tag invalidation (or of clearing everything)
+    tag_epoch: AtomicU64,
     recent: Mutex<Recent>,
     /// keyed per log, so names cannot be crafted to collide
     hasher: ahash::RandomState,
@@ -178,13 +180,23 @@ impl InvalidationLog {
     pub fn all(&self) {
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.tag_epoch.store(e, Ordering::Release);
         recent.forget_all(e);
+    }
+
+    /// Whether any tag was invalidated (or everything) since `epoch`: for a lookup whose value's
+    /// tags are not known yet.
+    pub fn any_tag_since(&self, epoch: u64) -> bool {
+        self.tag_epoch.load(Ordering::Acquire) > epoch
     }
 
     fn record(&self, is_tag: bool, name: &str, write_id: u64) {
         let name = self.hasher.hash_one(name);
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        if is_tag {
+            self.tag_epoch.store(e, Ordering::Release);
+        }
         let now = Instant::now();
         if recent.keys.len() + recent.tags.len() >= MAX_REMEMBERED {
             recent.forget_all(e);
@@ -326,6 +338,20 @@ mod tests {
         log.key_written("k", 7); // announced again (a replay): still only the DEL counts
         assert!(!log.is_stale(after_del, "k", &[], 7));
         assert!(log.is_stale(start, "k", &[], 7));
+    }
+
+    #[test]
+    fn any_tag_invalidation_is_seen_by_lookups_of_unknown_tags() {
+        let log = InvalidationLog::new();
+        let epoch = log.epoch();
+        log.key("k");
+        assert!(!log.any_tag_since(epoch));
+        log.tag("t");
+        assert!(log.any_tag_since(epoch));
+        let later = log.epoch();
+        assert!(!log.any_tag_since(later));
+        log.all();
+        assert!(log.any_tag_since(later));
     }
 
     #[test]

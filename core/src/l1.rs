@@ -178,6 +178,11 @@ pub struct SharedMemory {
 /// The in-process layer. See the module documentation for the slot rule.
 pub struct L1 {
     cache: Cache<Key, Meta, ahash::RandomState>,
+    /// Held by an insert and by the expirer's removal: moka's conditional removal decides on
+    /// the entry it sees, then removes whatever the key holds, so a plain insert in between
+    /// would be removed instead. (The cache's other conditional removals already run under
+    /// its coherence lock, like its inserts.)
+    writes: Mutex<()>,
     shared: Arc<Shared>,
     max_entries: usize,
     capacity: usize,
@@ -235,6 +240,7 @@ impl L1 {
             .build_with_hasher(ahash::RandomState::new());
         Self {
             cache,
+            writes: Mutex::new(()),
             shared,
             max_entries: max_entries as usize,
             capacity,
@@ -355,6 +361,7 @@ impl L1 {
                     .insert(key_arc.clone(), slot);
             }
         }
+        let _writing = self.writes.lock();
         self.cache.insert(
             key_arc,
             Meta {
@@ -382,20 +389,6 @@ impl L1 {
                 true
             }
             None => false,
-        }
-    }
-
-    /// Removes `key`'s entry unless it is the one in `keep` (the entry a write just put there).
-    pub fn remove_unless(&self, key: &str, keep: Option<u32>) {
-        let result = self
-            .cache
-            .entry(Key::from(key))
-            .and_compute_with(|current| match current {
-                Some(e) if Some(e.value().slot) != keep => Op::Remove,
-                _ => Op::Nop,
-            });
-        if let CompResult::Removed(e) = result {
-            self.shared.expires[e.value().slot as usize].store(0, Ordering::Release);
         }
     }
 
@@ -496,6 +489,7 @@ impl L1 {
             return;
         };
         let expires = &self.shared.expires[slot as usize];
+        let _writing = self.writes.lock();
         let result = self
             .cache
             .entry(key)
@@ -517,6 +511,9 @@ impl L1 {
         loop {
             let Some(strong) = l1.upgrade() else { return };
             let shared = strong.shared.clone();
+            // while it runs, every insert wakes the next round: a deadline added now may come
+            // before the one this round finds
+            shared.scheduled.store(u64::MAX, Ordering::Release);
             let next = strong.expire_due();
             drop(strong);
             let now = now_ms() as u64;

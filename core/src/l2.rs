@@ -194,6 +194,9 @@ impl std::fmt::Display for L2Error {
     }
 }
 
+/// What [`L2::on_replayed`] calls.
+pub type ReplayHook = Box<dyn Fn(&Replay) + Send + Sync>;
+
 /// Keys and tags whose failed invalidations are kept for replay; beyond this the oldest are
 /// dropped (and counted).
 pub const MAX_REPLAYS: usize = 10_000;
@@ -247,6 +250,9 @@ pub struct L2 {
     /// as pending, so `replays_pending` reaches 0 only once Redis has answered the last one.
     replays_in_flight: AtomicUsize,
     recovered: Arc<Notify>,
+    /// told of every replay Redis applied (the cache settles it in its own L1 again: a read
+    /// between Redis coming back and the replay may have copied the old value there)
+    on_replayed: Mutex<Option<ReplayHook>>,
     skipped: AtomicU64,
     replayed: AtomicU64,
     replays_dropped: AtomicU64,
@@ -305,6 +311,7 @@ impl L2 {
             replays_waiting: AtomicUsize::new(0),
             replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
+            on_replayed: Mutex::new(None),
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_dropped: AtomicU64::new(0),
@@ -350,6 +357,11 @@ impl L2 {
                 (q.len() + self.replays_in_flight.load(Ordering::Relaxed)) as u64
             },
         }
+    }
+
+    /// Sets what is told of every replay Redis applied.
+    pub fn on_replayed(&self, hook: ReplayHook) {
+        *self.on_replayed.lock() = Some(hook);
     }
 
     /// Keeps an invalidation that could not reach Redis, to replay it when Redis is back.
@@ -454,7 +466,12 @@ impl L2 {
                 return;
             };
             match self.apply(&next).await {
-                Ok(()) => self.replay_done(true),
+                Ok(()) => {
+                    if let Some(hook) = &*self.on_replayed.lock() {
+                        hook(&next);
+                    }
+                    self.replay_done(true);
+                }
                 Err(e) if e.is_availability() => {
                     self.unpop_replay(next);
                     return;
