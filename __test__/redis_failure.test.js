@@ -394,14 +394,20 @@ test('invalidations and writes that failed while Redis was frozen are replayed a
   await guard.assertNone(assert)
 })
 
-test('an invalidateTag that failed without opening the breaker is still replayed once Redis answers again', async (t) => {
+/** A private Redis (thawed after the test), one cache on it with FAST settings and its bus up, a spy client. */
+async function replayScene(t, name) {
   const guard = guardProcess(t)
   const server = await privateRedis(t)
   t.after(() => server.thaw())
-  const prefix = uniquePrefix('rf-replay-closed')
-  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST }) // breakerThreshold 3
+  const prefix = uniquePrefix(name)
+  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
   const r = spy(t, server.url)
   await connected(c)
+  return { guard, server, prefix, c, r }
+}
+
+test('an invalidateTag that failed without opening the breaker is still replayed once Redis answers again', async (t) => {
+  const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-closed') // breakerThreshold 3
   await c.set('k', 'v', { tags: ['t'] })
   const entry = `{${prefix}}:k:k`
   assert.equal(await r.exists(entry), 1)
@@ -419,13 +425,7 @@ test('an invalidateTag that failed without opening the breaker is still replayed
 })
 
 test('writes and deletes of the same keys that failed many times are replayed once per key and tag', async (t) => {
-  const guard = guardProcess(t)
-  const server = await privateRedis(t)
-  t.after(() => server.thaw())
-  const prefix = uniquePrefix('rf-replay-merge')
-  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
-  const r = spy(t, server.url)
-  await connected(c)
+  const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-merge')
   await c.set('hot', 'v0', { tags: ['t'] })
   const entry = (key) => `{${prefix}}:k:${key}`
   await server.freeze()
@@ -448,13 +448,7 @@ test('writes and deletes of the same keys that failed many times are replayed on
 })
 
 test('a replayed delete also removes the old value a read copied into this process\'s L1 before the replay', async (t) => {
-  const guard = guardProcess(t)
-  const server = await privateRedis(t)
-  t.after(() => server.thaw())
-  const prefix = uniquePrefix('rf-replay-l1')
-  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
-  const r = spy(t, server.url)
-  await connected(c)
+  const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-l1')
   await c.set('k', 'old')
   await server.freeze()
   // open the breaker (threshold 3), so the delete is skipped, not sent, and waits for replay
@@ -481,13 +475,7 @@ test('a replayed delete also removes the old value a read copied into this proce
 })
 
 test('an idle process replays its failed invalidations once Redis is back (no further call needed)', async (t) => {
-  const guard = guardProcess(t)
-  const server = await privateRedis(t)
-  t.after(() => server.thaw())
-  const prefix = uniquePrefix('rf-replay-idle')
-  const c = caches(t)({ redisUrl: server.url, prefix, redis: FAST })
-  const r = spy(t, server.url)
-  await connected(c)
+  const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-idle')
   await c.set('k', 'v', { tags: ['t'] })
   const entry = `{${prefix}}:k:k`
   await server.freeze()
