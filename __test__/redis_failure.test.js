@@ -223,6 +223,32 @@ test('Redis frozen (SIGSTOP) then thawed: calls stay bounded by commandTimeout a
   await guard.assertNone(assert)
 })
 
+test('tombstones made after a Redis restart that lost the invalidation clock outrank lookups\' clocks from before it', async (t) => {
+  // a lookup's clock is its token; a load whose token is newer than the key's tombstone may be
+  // written. A restart without persistence loses the clock: without a floor, the first delete
+  // after it would leave tombstone 1, below every token handed out before the restart.
+  const guard = guardProcess(t)
+  const server = await privateRedis(t)
+  const prefix = uniquePrefix('rf-clock')
+  const make = caches(t)
+  const c = make({ redisUrl: server.url, prefix, redis: FAST })
+  const r = spy(t, server.url)
+  await connected(c)
+  for (let i = 0; i < 5; i++) await c.del(`warm:${i}`)
+  const before = BigInt(await r.get(`{${prefix}}:clock`))
+  await server.restart() // SIGKILL, then a new server on the same port (data not kept)
+  assert.equal(await r.get(`{${prefix}}:clock`), null, 'the restart kept the clock')
+  const other = make({ redisUrl: server.url, prefix, redis: FAST })
+  await other.del('k')
+  const tomb = await r.get(`{${prefix}}:x:k:k`)
+  report(t, `clock before the restart ${before}, tombstone after it ${tomb}`)
+  assert.ok(tomb !== null && BigInt(tomb) > before, `tombstone ${tomb} after the restart is not above the clock ${before} from before it`)
+  // and the clock keeps counting up from there, one per invalidation at least
+  await other.invalidateTag('t')
+  assert.ok(BigInt(await r.get(`{${prefix}}:x:t:t`)) > BigInt(tomb))
+  await guard.assertNone(assert)
+})
+
 test('Redis restarted on the same port: the cache reconnects, resubscribes, clears L1 and uses L2 again within seconds', async (t) => {
   const guard = guardProcess(t)
   const server = await privateRedis(t)

@@ -8,7 +8,7 @@
 //! | entry | `{<prefix>}:k:<key>` | string: the [envelope](crate::codec), `PX` = entry TTL |
 //! | tag index | `{<prefix>}:t:<tag>` | sorted set: member = entry's Redis key, score = its expiry (ms) |
 //! | stampede lock | `{<prefix>}:l:<key>` | string: the owner's random token, `PX` = lock TTL |
-//! | invalidation clock | `{<prefix>}:clock` | counter, incremented by every `del`/`invalidateTag` |
+//! | invalidation clock | `{<prefix>}:clock` | counter, advanced by every `del`/`invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
 //! | key tombstone | `{<prefix>}:x:k:<key>` | the clock at the key's last delete, `PX` = tombstone TTL |
 //! | tag tombstone | `{<prefix>}:x:t:<tag>` | the clock at the tag's last invalidation, same TTL |
 //! | bus channel | `{<prefix>}:bus:v<N>` | pub/sub channel; `N` is the wire-format version |

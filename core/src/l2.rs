@@ -37,14 +37,33 @@ use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
 
+/// Advances the invalidation clock and returns it as a string: one more than before, and at
+/// least the caller's wall-clock time in microseconds, so tombstones made after a restart that
+/// lost the clock still outrank every token handed out before it (a token is a clock value;
+/// this holds while the processes' clocks differ by less than Redis was down). The time comes
+/// from the caller, not from Redis' `TIME`, so the least-privilege ACL line stays as it was.
+/// Numbers are formatted by hand: Redis may print large Lua numbers in exponent notation.
+const ADVANCE_CLOCK: &str = r"
+local function advance_clock(clock_key, now_us)
+  local now = tonumber(now_us)
+  local clock = redis.call('INCR', clock_key)
+  if clock < now then
+    clock = string.format('%.0f', now)
+    redis.call('SET', clock_key, clock)
+    return clock
+  end
+  return string.format('%.0f', clock)
+end
+";
+
 /// Deletes every live entry that still carries a tag, then the tag's index, leaves a tombstone
 /// (the advanced invalidation clock) and announces it on the bus. An index member whose entry
 /// was re-written without the tag (or deleted) is skipped: the check reads only the envelope's
 /// head, where `"t":[...]` sits before the value.
 /// KEYS: tag index, clock, tag tombstone; ARGV: now ms, channel, message, the tag as a JSON
-/// string, tombstone TTL ms.
+/// string, tombstone TTL ms, now µs.
 const INVALIDATE_TAG: &str = r#"
-local clock = redis.call('INCR', KEYS[2])
+local clock = advance_clock(KEYS[2], ARGV[6])
 redis.call('SET', KEYS[3], clock, 'PX', ARGV[5])
 local needle = ARGV[4]
 local function tags_of(key, limit)
@@ -77,9 +96,9 @@ return #doomed
 "#;
 
 /// Deletes an entry, leaves a tombstone (the advanced invalidation clock) and announces it.
-/// KEYS: entry, clock, key tombstone; ARGV: channel, message, tombstone TTL ms.
+/// KEYS: entry, clock, key tombstone; ARGV: channel, message, tombstone TTL ms, now µs.
 const DELETE: &str = r"
-local clock = redis.call('INCR', KEYS[2])
+local clock = advance_clock(KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], clock, 'PX', ARGV[3])
 local n = redis.call('UNLINK', KEYS[1])
 redis.call('PUBLISH', ARGV[1], ARGV[2])
@@ -315,10 +334,10 @@ impl L2 {
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_dropped: AtomicU64::new(0),
-            invalidate_tag: Script::new(INVALIDATE_TAG),
+            invalidate_tag: Script::new(&format!("{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
             read_or_lock: Script::new(READ_OR_LOCK),
             set_entry: Script::new(SET_ENTRY),
-            delete: Script::new(DELETE),
+            delete: Script::new(&format!("{ADVANCE_CLOCK}{DELETE}")),
             tombstone_ttl: config.tombstone_ttl,
             extend_lock: Script::new(EXTEND_LOCK),
             release_lock: Script::new(RELEASE_LOCK),
@@ -575,7 +594,8 @@ impl L2 {
         inv.key(self.keys.clock()).key(self.keys.key_tombstone(key));
         inv.arg(&self.channel)
             .arg(notice)
-            .arg(self.tombstone_ttl.as_millis() as u64);
+            .arg(self.tombstone_ttl.as_millis() as u64)
+            .arg(now_us());
         self.bounded(inv.invoke_async::<u64>(&mut c))
             .await
             .map(|n| n > 0)
@@ -654,7 +674,7 @@ impl L2 {
         inv.key(self.keys.clock()).key(self.keys.tag_tombstone(tag));
         let needle = serde_json::to_string(tag).expect("strings always serialize");
         inv.arg(now_ms).arg(&self.channel).arg(notice).arg(needle);
-        inv.arg(self.tombstone_ttl.as_millis() as u64);
+        inv.arg(self.tombstone_ttl.as_millis() as u64).arg(now_us());
         self.bounded(inv.invoke_async::<u64>(&mut c)).await
     }
 }
@@ -679,6 +699,13 @@ async fn replay_when_recovered(l2: Weak<L2>, recovered: Arc<Notify>) {
             l2.replay().await;
         }
     }
+}
+
+/// Wall-clock microseconds since the Unix epoch (the floor of the invalidation clock).
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// How often waiting replays are retried when nothing else reaches Redis.
