@@ -14,16 +14,12 @@ const { performance } = require('node:perf_hooks')
 const { scope, eventually, sleep, SHARED_URL } = require('./helpers/cache.js')
 const { startRedis, client } = require('./helpers/redis.js')
 const { startWorker } = require('./helpers/workers.js')
+const { connected } = require('./helpers/failure.js')
 const { wallMs, summary, pollImmediate, pollEvery } = require('./helpers/measure.js')
 
 const L1 = { ttl: 300 } // far longer than any test: a dropped copy was dropped by the bus
 const SANITY_MS = 1000 // the bound asserted on one propagation (the target is ~10 ms)
 const SAMPLES = 200
-
-async function connected(...caches) {
-  const ok = await eventually(() => caches.every((c) => c.stats().busConnected), { timeoutMs: 3000 })
-  assert.ok(ok, 'a cache did not subscribe to the bus within 3 s')
-}
 
 /** Waits until `to` has received every message `from` has published so far. */
 async function delivered(from, to, timeoutMs = SANITY_MS) {

@@ -11,10 +11,10 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { performance } = require('node:perf_hooks')
-const { MultiLevelCache, codes, rejectsWith, runNode, sleep, eventually } = require('./helpers/cache.js')
+const { codes, rejectsWith, runNode, sleep, eventually } = require('./helpers/cache.js')
 const { privateRedis, testClient: spy, freePort, uniquePrefix } = require('./helpers/redis.js')
 const { percentile, wallMs } = require('./helpers/measure.js')
-const { FAST, guardProcess, timed, within, latencyLine } = require('./helpers/failure.js')
+const { FAST, guardProcess, timed, within, latencyLine, caches, connected } = require('./helpers/failure.js')
 
 const CMD_MS = FAST.commandTimeout * 1000
 const SLACK_MS = 300 // scheduling slack on a loaded CI machine
@@ -23,26 +23,8 @@ const frozenBound = (n) => n * CMD_MS + SLACK_MS
 const CALL_BOUND_MS = 2000 // no call may take longer than this, whatever Redis does
 const SKIP_P99_MS = 50 // p99 of calls once the breaker is open (Redis skipped)
 
-/** Caches made in a test, closed after it (bounded: close never waits on Redis > ~1 s). */
-function caches(t) {
-  const made = []
-  t.after(async () => {
-    await Promise.allSettled(made.map((c) => within(c.close(), 3000, 'close() in cleanup')))
-  })
-  return (options) => {
-    const c = new MultiLevelCache(options)
-    made.push(c)
-    return c
-  }
-}
-
 function report(t, line) {
   t.diagnostic(line)
-}
-
-async function connected(...cs) {
-  const ok = await eventually(() => cs.every((c) => c.stats().busConnected), { timeoutMs: 3000 })
-  assert.ok(ok, 'a cache did not subscribe to the bus within 3 s')
 }
 
 const failed = (results) => results.filter((r) => !r.ok).map((r) => `${r.op}: ${r.error && (r.error.code || r.error.message)}`)

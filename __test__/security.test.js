@@ -24,27 +24,10 @@ const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { scope, rejectsWith, codes, sleep, eventually, MultiLevelCache } = require('./helpers/cache.js')
 const { privateRedis, testClient: admin, freePort, uniquePrefix } = require('./helpers/redis.js')
-const { FAST, guardProcess, within } = require('./helpers/failure.js')
+const { FAST, guardProcess, within, caches, busUp } = require('./helpers/failure.js')
 
 const ACL_COMMANDS = ['+get', '+mget', '+set', '+incr', '+unlink', '+del', '+exists', '+getrange', '+pttl', '+pexpire',
   '+zadd', '+zrangebyscore', '+zremrangebyscore', '+evalsha', '+script|load', '+publish', '+subscribe', '+ping']
-
-/** Caches made in a test, closed after it. */
-function caches(t) {
-  const made = []
-  t.after(async () => {
-    await Promise.allSettled(made.map((c) => within(c.close(), 3000, 'close() in cleanup')))
-  })
-  return (options) => {
-    const c = new MultiLevelCache(options)
-    made.push(c)
-    return c
-  }
-}
-
-async function connected(...cs) {
-  return eventually(() => cs.every((c) => c.stats().busConnected), { timeoutMs: 3000 })
-}
 
 /** Every key of `prefix` on a server (bounded SCAN). */
 async function keysOf(r, prefix) {
@@ -70,7 +53,7 @@ test('AUTH: a password in the URL works; a wrong or missing password leaves ever
   const prefix = uniquePrefix('sec-auth')
   const a = make({ redisUrl: good, prefix })
   const b = make({ redisUrl: good, prefix })
-  assert.ok(await connected(a, b), 'the bus did not subscribe with the password')
+  assert.ok(await busUp(a, b), 'the bus did not subscribe with the password')
   await a.set('k', { v: 1 }, { tags: ['t'] })
   assert.deepEqual(await b.get('k'), { v: 1 }, 'the value did not travel through Redis')
   assert.equal(b.stats().l2Hits, 1)
@@ -110,7 +93,7 @@ async function aclUser(r, user, prefix, commands) {
 async function exercise(a, b, { heartbeat = true } = {}) {
   const wrong = []
   const check = (ok, what) => { if (!ok) wrong.push(what) }
-  check(await connected(a, b), 'bus subscription')
+  check(await busUp(a, b), 'bus subscription')
   await a.set('k', 1, { tags: ['t'] })
   await a.set('k2', 2)
   check(await b.get('k') === 1, 'set with tags / get through Redis')
@@ -278,7 +261,7 @@ test('TLS: rediss:// with redis.tls.caFile works across instances; without the C
   const make = caches(t)
   const a = make({ redisUrl: url, prefix, redis: { tls: { caFile: certs.ca } } })
   const b = make({ redisUrl: url, prefix, redis: { tls: { caFile: certs.ca } } })
-  assert.ok(await connected(a, b), 'the bus did not subscribe over TLS')
+  assert.ok(await busUp(a, b), 'the bus did not subscribe over TLS')
   await a.set('k', { over: 'tls' }, { tags: ['t'] })
   assert.deepEqual(await b.get('k'), { over: 'tls' })
   assert.equal(b.stats().l2Hits, 1)
@@ -324,7 +307,7 @@ test('mutual TLS: with certFile and keyFile the client is accepted; without them
   const tls = { caFile: certs.ca, certFile: certs.cert, keyFile: certs.key }
   const a = make({ redisUrl: url, prefix, redis: { tls } })
   const b = make({ redisUrl: url, prefix, redis: { tls } })
-  assert.ok(await connected(a, b))
+  assert.ok(await busUp(a, b))
   await a.set('k', 'mtls')
   assert.equal(await b.get('k'), 'mtls')
   const c = make({ redisUrl: url, prefix, redis: { ...FAST, tls: { caFile: certs.ca } } })
@@ -461,7 +444,7 @@ test('malformed bus messages are counted and ignored', async (t) => {
   const guard = guardProcess(t)
   const s = scope(t, { name: 'sec-bus' })
   const c = s.cache({ l1: { ttl: 60 } })
-  assert.ok(await connected(c))
+  assert.ok(await busUp(c))
   await c.set('k', 'v')
   const channel = `{${s.prefix}}:bus:v1`
   const junk = ['', 'x', '|s|k', 'abc|s|', 'abc|?|k', 'abc', Buffer.from([0xff, 0x7c, 0x73, 0x7c, 0x6b]), 'a'.repeat(100000)]

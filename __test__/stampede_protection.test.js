@@ -9,8 +9,9 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
-const { scope, codes, sleep, eventually, SHARED_URL } = require('./helpers/cache.js')
+const { scope, codes, sleep, SHARED_URL } = require('./helpers/cache.js')
 const { startWorker, startWorkers } = require('./helpers/workers.js')
+const { connected } = require('./helpers/failure.js')
 const { pollEvery } = require('./helpers/measure.js')
 
 const LOCK_GONE_MS = 500 // bound on "the lock is released at once" (a background round trip)
@@ -25,11 +26,6 @@ async function lockGone(s, key) {
 /** Waits (bounded) until another caller holds the lock of `key`. */
 async function lockTaken(s, key, timeoutMs = 3000) {
   return (await pollEvery(async () => (await s.redis.exists(lockKey(s, key))) === 1, { timeoutMs, intervalMs: 5 })).ok
-}
-
-async function connected(...caches) {
-  const ok = await eventually(() => caches.every((c) => c.stats().busConnected), { timeoutMs: 3000 })
-  assert.ok(ok, 'a cache did not subscribe to the bus within 3 s')
 }
 
 const sum = (xs, f) => xs.reduce((acc, x) => acc + f(x), 0)

@@ -4,7 +4,9 @@
 // Redis bounds so that failures are detected quickly.
 
 const { performance } = require('node:perf_hooks')
+const assert = require('node:assert/strict')
 const { percentile } = require('./measure.js')
+const { MultiLevelCache, eventually } = require('./cache.js')
 
 /** Short bounds used by most failure tests (seconds). */
 const FAST = Object.freeze({ commandTimeout: 0.2, connectTimeout: 0.3, breakerCooldown: 0.5 })
@@ -56,6 +58,33 @@ function within(promise, ms, what) {
   return Promise.race([promise, bound]).finally(() => clearTimeout(timer))
 }
 
+/**
+ * A factory of caches that are closed after the test `t` (bounded: close never waits on Redis
+ * more than ~1 s, and cleanup gives up after 3 s).
+ * @param {import('node:test').TestContext} t
+ */
+function caches(t) {
+  const made = []
+  t.after(async () => {
+    await Promise.allSettled(made.map((c) => within(c.close(), 3000, 'close() in cleanup')))
+  })
+  return (options) => {
+    const c = new MultiLevelCache(options)
+    made.push(c)
+    return c
+  }
+}
+
+/** Whether every cache's bus subscribed within 3 s. */
+function busUp(...cs) {
+  return eventually(() => cs.every((c) => c.stats().busConnected), { timeoutMs: 3000 })
+}
+
+/** Asserts that every cache's bus subscribed within 3 s. */
+async function connected(...cs) {
+  assert.ok(await busUp(...cs), 'a cache did not subscribe to the bus within 3 s')
+}
+
 /** "p50 0.4 ms, p99 1.2 ms, max 3.1 ms (n=200)" with one decimal. */
 function latencyLine(samples) {
   if (samples.length === 0) return 'no samples'
@@ -63,4 +92,4 @@ function latencyLine(samples) {
   return `p50 ${f(percentile(samples, 50))}, p99 ${f(percentile(samples, 99))}, max ${f(Math.max(...samples))} (n=${samples.length})`
 }
 
-module.exports = { FAST, guardProcess, timed, within, latencyLine }
+module.exports = { FAST, guardProcess, timed, within, latencyLine, caches, busUp, connected }
