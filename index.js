@@ -62,7 +62,6 @@ class MultiLevelCache {
   #batchKeys = []
   #batchScheduled = false
   /** @type {Map<string, { promise: Promise<unknown>, epoch: number, tags?: string[] }>} single-flight lookups, by key, with the invalidation epoch they began at */ #flights = new Map()
-  /** @type {Map<string, string[]>} tags of the flights that have some */ #flightTags = new Map()
   #nextId = 1
   #closed = false
   /** @type {Promise<void> | undefined} */ #closing
@@ -157,7 +156,7 @@ class MultiLevelCache {
     } catch (e) {
       return Promise.reject(e)
     }
-    this.#forgetFlight(key)
+    this.#flights.delete(key)
     return stored.written
   }
 
@@ -169,7 +168,7 @@ class MultiLevelCache {
     if (this.#closed) return closedError()
     const err = checkKey(key, this.#limits.maxKeyLength)
     if (err !== undefined) return Promise.reject(err)
-    this.#forgetFlight(key)
+    this.#flights.delete(key)
     const id = this.#id()
     const pending = this.#native.del(id, key)
     this.#clearFreed()
@@ -199,9 +198,7 @@ class MultiLevelCache {
     if (this.#closed) return closedError()
     const err = checkTag(tag, this.#limits.maxTagLength)
     if (err !== undefined) return Promise.reject(err)
-    for (const [key, tags] of this.#flightTags) {
-      if (tags.includes(tag)) this.#forgetFlight(key)
-    }
+    // flights that began before it are detached by the join check in #flight (any tag counts)
     const id = this.#id()
     const pending = this.#native.invalidateTag(id, tag)
     this.#clearFreed()
@@ -371,17 +368,11 @@ class MultiLevelCache {
     const epoch = this.#native.epoch()
     const flight = { promise: this.#readThrough(key, loader, options, epoch), epoch, tags }
     this.#flights.set(key, flight)
-    if (tags !== undefined && tags.length > 0) this.#flightTags.set(key, tags)
-    else this.#flightTags.delete(key)
     const done = () => {
-      if (this.#flights.get(key) === flight) this.#forgetFlight(key)
+      if (this.#flights.get(key) === flight) this.#flights.delete(key)
     }
     flight.promise.then(done, done)
     return flight.promise
-  }
-
-  #forgetFlight(key) {
-    if (this.#flights.delete(key)) this.#flightTags.delete(key)
   }
 
   async #readThrough(key, loader, options, epoch) {

@@ -784,10 +784,12 @@ impl Cache {
         self.shared.log.key(key);
         let write_id = self.write_ids.fetch_add(1, Ordering::Relaxed);
         let slot = match (&self.shared.l1, &self.config.l1) {
-            (Some(l1), Some(c)) => l1.insert(key, ttl.unwrap_or(c.ttl), &tags, write_id),
+            (Some(l1), Some(c)) => l1.insert_unbounded(key, ttl.unwrap_or(c.ttl), &tags, write_id),
             _ => None,
         };
         drop(coherent);
+        // evicting is no invalidation: it needs no coherence lock
+        self.end_fills();
         let (Some(l2), Some(l2_config)) = (self.l2(), &self.config.l2) else {
             return (slot, Started::Finished);
         };
