@@ -93,6 +93,19 @@ export interface MultiLevelCacheOptions {
      * store is used; `certFile` and `keyFile` (together) enable mutual TLS. */
     tls?: { caFile?: string; certFile?: string; keyFile?: string }
   }
+  /** The invalidation bus (Redis pub/sub between the processes sharing `prefix`). */
+  bus?: {
+    /**
+     * How long `set`, `del` and `invalidateTag` wait, in seconds, for every other connected
+     * process to confirm it dropped its L1 copy, after Redis applied the change. When they
+     * resolve, no other process serves the old value from L1 any more (unless one did not
+     * confirm in time: `busAckTimeouts` counts those; a paused process delays writes by at most
+     * this bound and never fails them). `0`: resolve as soon as Redis applied the change (other
+     * processes drop their copies about a millisecond later). A number from 0 to 10.
+     * @default 0.05
+     */
+    ackTimeout?: number
+  }
   /** Size limits. */
   limits?: {
     /** Largest value accepted, in bytes of its JSON text. @default 16777216 (16 MiB) */
@@ -154,6 +167,11 @@ export interface CacheStats {
   busMalformed: number
   /** Re-subscriptions of the bus after a lost connection (each one clears L1). */
   busResubscriptions: number
+  /** Acknowledgements this process sent for other processes' writes and invalidations. */
+  busAcksSent: number
+  /** Writes and invalidations that stopped waiting for the other processes' acknowledgements
+   * at `bus.ackTimeout` (a process paused, overloaded or of an older version). */
+  busAckTimeouts: number
   /** Whether the invalidation bus is subscribed now (false without Redis). */
   busConnected: boolean
   /** Circuit breaker in front of Redis: 0 closed, 1 open (Redis skipped), 2 half-open (probing). */

@@ -203,10 +203,10 @@ async function tap(t, url, prefix) {
   return messages
 }
 
-// <instance>|<op>|<name>; a set's op carries its write id (s:<id>), see core/src/bus.rs
-const MESSAGE = /^([^|]+)\|(s|d|t|r)(?::(\d+))?\|(.+)$/s
+// <instance>[#<ack seq>]|<op>|<name>; a set's op carries its write id (s:<id>), see core/src/bus.rs
+const MESSAGE = /^([^|#]+)(?:#(\d+))?\|(s|d|t|r)(?::(\d+))?\|(.+)$/s
 
-test('bus messages are <instance>|<op>|<name> on {prefix}:bus:v1 and never carry values', async (t) => {
+test('bus messages are <instance>[#<ack seq>]|<op>|<name> on {prefix}:bus:v1 and never carry values', async (t) => {
   const s = scope(t, { name: 'coh-wire' })
   const messages = await tap(t, s.url, s.prefix)
   const a = s.cache({ l1: L1 })
@@ -228,7 +228,7 @@ test('bus messages are <instance>|<op>|<name> on {prefix}:bus:v1 and never carry
     assert.ok(!message.includes(SECRET), `a bus message carries a value: ${message}`)
     const m = MESSAGE.exec(message)
     assert.ok(m, `malformed bus message: ${message}`)
-    return { instance: m[1], op: m[2], writeId: m[3], name: m[4] }
+    return { instance: m[1], ack: m[2], op: m[3], writeId: m[4], name: m[5] }
   })
   const [setTagged, setPlain, del, tag, setB, released] = parsed
   assert.deepEqual([setTagged.op, setTagged.name], ['s', 'user:1'])
@@ -243,6 +243,11 @@ test('bus messages are <instance>|<op>|<name> on {prefix}:bus:v1 and never carry
   assert.equal(aIds.size, 1, 'one instance announced under several ids')
   assert.notEqual(setB.instance, setTagged.instance, 'two instances share one instance id')
   for (const p of parsed) assert.ok(p.instance.length >= 16, `instance id ${p.instance} is too short to be unique`)
+  // writes and invalidations ask for acknowledgements (bus.ackTimeout), each with its own number
+  const asked = [setTagged, setPlain, del, tag].map((p) => p.ack)
+  assert.ok(asked.every((x) => x !== undefined), `a write did not ask for acknowledgements: ${JSON.stringify(parsed)}`)
+  assert.equal(new Set(asked).size, 4)
+  assert.equal(released.ack, undefined, 'a lock release asked for acknowledgements')
 })
 
 test('a delete is announced with op "d", as the v1 wire format documents (core/src/bus.rs)', async (t) => {
@@ -253,7 +258,7 @@ test('a delete is announced with op "d", as the v1 wire format documents (core/s
   await a.set('k', 'v')
   await a.del('k')
   assert.ok(await eventually(() => messages.length >= 2, { timeoutMs: SANITY_MS }))
-  const ops = messages.map(({ message }) => (MESSAGE.exec(message) || [])[2])
+  const ops = messages.map(({ message }) => (MESSAGE.exec(message) || [])[3])
   assert.deepEqual(ops, ['s', 'd'], `messages: ${messages.map((m) => m.message).join(' ; ')}`)
 })
 

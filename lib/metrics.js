@@ -33,6 +33,7 @@ const DEFINITIONS = [
   counter('cache_bus_messages_sent_total', 'Invalidation messages published.', (s) => [[{}, s.busSent]]),
   counter('cache_bus_messages_received_total', 'Invalidation messages received from other processes.', (s) => [[{}, s.busReceived]]),
   counter('cache_bus_resubscriptions_total', 'Bus re-subscriptions after a lost connection (each clears L1).', (s) => [[{}, s.busResubscriptions]]),
+  counter('cache_bus_ack_timeouts_total', 'Writes and invalidations that stopped waiting for the other processes\' acknowledgements at bus.ackTimeout.', (s) => [[{}, s.busAckTimeouts]]),
   gauge('cache_bus_connected', '1 when the invalidation bus is subscribed.', (s) => [[{}, s.busConnected ? 1 : 0]]),
   counter('cache_redis_errors_total', 'Redis commands that failed or timed out.', (s) => [[{}, s.redisErrors]]),
   counter('cache_redis_skipped_total', 'Redis commands skipped while the circuit breaker was open.', (s) => [[{}, s.redisSkipped]]),

@@ -5,7 +5,7 @@
 const { codes, mlcError } = require('./errors.js')
 const { describe } = require('./validate.js')
 
-const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'limits'])
+const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits'])
 
 function optionError(name, expected, got) {
   return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
@@ -66,6 +66,7 @@ function normalizeOptions(options) {
   const redis = section(options, 'redis', false, ['connectTimeout', 'commandTimeout', 'breakerThreshold', 'breakerCooldown'], ['tls'])
   const tls = tlsSection(redis.tls)
   const limits = section(options, 'limits', false, ['maxValueBytes'])
+  const bus = section(options, 'bus', false, ['ackTimeout'])
 
   return {
     loader: options.loader,
@@ -88,6 +89,7 @@ function normalizeOptions(options) {
       tlsCertFile: tls.certFile,
       tlsKeyFile: tls.keyFile,
       maxValueBytes: limits.maxValueBytes,
+      busAckTimeout: bus.ackTimeout,
     },
   }
 }

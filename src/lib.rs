@@ -101,6 +101,8 @@ pub struct NativeOptions {
     pub tls_key_file: Option<String>,
     /// `limits.maxValueBytes`.
     pub max_value_bytes: Option<f64>,
+    /// `bus.ackTimeout`, in seconds.
+    pub bus_ack_timeout: Option<f64>,
 }
 
 /// The resolved settings, as JS needs them.
@@ -185,6 +187,10 @@ pub struct NativeStats {
     pub bus_malformed: f64,
     /// Bus re-subscriptions after a lost connection (each clears L1).
     pub bus_resubscriptions: f64,
+    /// Acknowledgements sent for other processes' invalidations.
+    pub bus_acks_sent: f64,
+    /// Writes and invalidations that stopped waiting for acknowledgements at `bus.ackTimeout`.
+    pub bus_ack_timeouts: f64,
     /// Whether the bus is subscribed now.
     pub bus_connected: bool,
     /// Circuit breaker: 0 closed, 1 open, 2 half-open.
@@ -284,6 +290,7 @@ impl NativeCache {
             tls_cert_file: options.tls_cert_file,
             tls_key_file: options.tls_key_file,
             max_value_bytes: options.max_value_bytes,
+            bus_ack_timeout: options.bus_ack_timeout,
         };
         let config = Config::from_options(opts).map_err(|e| throw(&env, &e))?;
         let notify: Arc<Notify> = Arc::new(
@@ -612,6 +619,8 @@ impl NativeCache {
             bus_received: c.bus_received as f64,
             bus_malformed: c.bus_malformed as f64,
             bus_resubscriptions: c.bus_resubscriptions as f64,
+            bus_acks_sent: c.bus_acks_sent as f64,
+            bus_ack_timeouts: c.bus_ack_timeouts as f64,
             bus_connected: s.bus_connected,
             breaker_state: s.breaker as u32,
             breaker_opened: s.l2.breaker_opened as f64,

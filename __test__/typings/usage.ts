@@ -14,6 +14,7 @@ async function usage(): Promise<void> {
     l2: { ttl: 3600 },
     lock: { ttl: 10, wait: 5 },
     redis: { connectTimeout: 1, commandTimeout: 0.5 },
+    bus: { ackTimeout: 0.05 },
     limits: { maxValueBytes: 1024 },
   }
   const cache = new MultiLevelCache(options)

@@ -15,6 +15,17 @@
 //! name: a future format is published on a new channel, so during a rolling upgrade old and new
 //! processes never read each other's bytes.
 //!
+//! ## Acknowledgements
+//! A `set`, `del` or `invalidateTag` asks for acknowledgements: its instance field is
+//! `<instance id>#<sequence>` (a process of an earlier version reads that as a foreign instance
+//! id, so it still applies the message). Every receiver applies the message to its L1 first, then
+//! publishes the sequence number on the sender's own channel, `<bus channel>:ack:<instance id>`,
+//! to which each subscriber is also subscribed. The sender's own subscriber acknowledges its
+//! own messages locally, so the sender expects exactly as many acknowledgements as `PUBLISH`
+//! counted receivers, and resolves the write when they are in or after `bus.ackTimeout`
+//! (see `crate::acks`): when `del` resolves, no other connected process still serves the old
+//! copy from its L1.
+//!
 //! ## Behavior on connection loss
 //! The subscriber runs on its own connection and pings Redis every second. When that connection
 //! drops or a ping goes unanswered within `redis.commandTimeout`, the subscriber reconnects with
@@ -60,11 +71,36 @@ pub fn encode(instance: &str, event: &BusEvent) -> String {
     format!("{instance}|{op}|{name}")
 }
 
+/// Builds a message whose receivers acknowledge it with `seq` (see "Acknowledgements").
+pub fn encode_acked(instance: &str, seq: u64, event: &BusEvent) -> String {
+    encode(&format!("{instance}#{seq}"), event)
+}
+
+/// The channel on which `instance` receives acknowledgements.
+pub fn ack_channel(bus_channel: &str, instance: &str) -> String {
+    format!("{bus_channel}:ack:{instance}")
+}
+
+/// A decoded message: the sender's instance id, the acknowledgement it asks for, the event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// The sender's instance id.
+    pub from: &'a str,
+    /// The sequence number to acknowledge, if the sender waits for acknowledgements.
+    pub ack: Option<u64>,
+    /// What happened.
+    pub event: BusEvent,
+}
+
 /// Reads a message: `None` when malformed (ignored and counted by the caller).
-pub fn decode(payload: &[u8]) -> Option<(&str, BusEvent)> {
+pub fn decode(payload: &[u8]) -> Option<Message<'_>> {
     let text = std::str::from_utf8(payload).ok()?;
-    let (instance, rest) = text.split_once('|')?;
+    let (sender, rest) = text.split_once('|')?;
     let (op, name) = rest.split_once('|')?;
+    let (instance, ack) = match sender.split_once('#') {
+        Some((instance, seq)) => (instance, Some(seq.parse().ok()?)),
+        None => (sender, None),
+    };
     if instance.is_empty() || name.is_empty() {
         return None;
     }
@@ -76,13 +112,22 @@ pub fn decode(payload: &[u8]) -> Option<(&str, BusEvent)> {
         "r" => BusEvent::LockReleased(name.to_string()),
         _ => return None,
     };
-    Some((instance, event))
+    Some(Message {
+        from: instance,
+        ack,
+        event,
+    })
 }
 
 /// Receives what the bus delivers.
 pub trait BusHandler: Send + Sync + 'static {
     /// A message from another process.
     fn on_event(&self, event: BusEvent);
+    /// Another process asks for an acknowledgement of the message just given to `on_event`.
+    fn on_ack_request(&self, from: &str, seq: u64);
+    /// An acknowledgement of this process's message `seq` (from another process, or from this
+    /// process's own subscriber).
+    fn on_ack(&self, seq: u64);
     /// A message that could not be read.
     fn on_malformed(&self);
     /// The subscription is (again) active. `resubscribed` is true after a loss, or after a first
@@ -197,7 +242,12 @@ async fn run(
 async fn subscribe(config: &BusConfig) -> redis::RedisResult<redis::aio::PubSub> {
     let client = crate::l2::client(&config.redis)?;
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(&config.channel).await?;
+    pubsub
+        .subscribe(&[
+            config.channel.clone(),
+            ack_channel(&config.channel, &config.instance),
+        ])
+        .await?;
     Ok(pubsub)
 }
 
@@ -211,13 +261,31 @@ async fn listen(
     let (mut sink, mut stream) = pubsub.split();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
+    let acks = ack_channel(&config.channel, &config.instance);
     loop {
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return false };
+                if msg.get_channel_name() == acks {
+                    match std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(|s| s.parse().ok()) {
+                        Some(seq) => handler.on_ack(seq),
+                        None => handler.on_malformed(),
+                    }
+                    continue;
+                }
                 match decode(msg.get_payload_bytes()) {
-                    Some((from, _)) if from == config.instance => {}
-                    Some((_, event)) => handler.on_event(event),
+                    Some(m) if m.from == config.instance => {
+                        // our own subscriber counts among the receivers PUBLISH reported
+                        if let Some(seq) = m.ack {
+                            handler.on_ack(seq);
+                        }
+                    }
+                    Some(m) => {
+                        handler.on_event(m.event);
+                        if let Some(seq) = m.ack {
+                            handler.on_ack_request(m.from, seq);
+                        }
+                    }
                     None => handler.on_malformed(),
                 }
             }
@@ -245,7 +313,11 @@ mod tests {
             BusEvent::LockReleased("k".into()),
         ] {
             let m = encode("abc", &e);
-            assert_eq!(decode(m.as_bytes()), Some(("abc", e)));
+            let d = decode(m.as_bytes()).unwrap();
+            assert_eq!((d.from, d.ack, &d.event), ("abc", None, &e));
+            let m = encode_acked("abc", 7, &e);
+            let d = decode(m.as_bytes()).unwrap();
+            assert_eq!((d.from, d.ack, d.event), ("abc", Some(7), e));
         }
         for bad in [
             &b""[..],
@@ -255,6 +327,9 @@ mod tests {
             b"|s|k",
             b"abc|s|",
             b"\xff|s|k",
+            b"abc#|d|k",
+            b"abc#x|d|k",
+            b"#1|d|k",
         ] {
             assert_eq!(decode(bad), None);
         }

@@ -20,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::acks::{AckBook, AckWait};
 use crate::breaker::BreakerState;
 use crate::bus::{self, Bus, BusConfig, BusEvent, BusHandler};
 use crate::codec;
@@ -159,6 +160,10 @@ struct Shared {
     writes: WriteBarrier,
     /// Becomes true on `close`: every operation in flight settles at once.
     closing: watch::Sender<bool>,
+    /// Writes and invalidations waiting for the other processes' acknowledgements.
+    acks: Arc<AckBook>,
+    /// Where acknowledgements of other processes' messages are sent (set once L2 exists).
+    acker: std::sync::OnceLock<std::sync::Weak<L2>>,
 }
 
 impl BusHandler for Shared {
@@ -199,6 +204,23 @@ impl BusHandler for Shared {
 
     fn on_malformed(&self) {
         Metrics::inc(&self.metrics.bus_malformed);
+    }
+
+    fn on_ack_request(&self, from: &str, seq: u64) {
+        // on_event has applied the message to L1: confirm it (without holding up the bus)
+        let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) else {
+            return;
+        };
+        Metrics::inc(&self.metrics.bus_acks_sent);
+        let from = from.to_string();
+        // a lost acknowledgement costs the sender its bound (bus.ackTimeout), nothing more
+        tokio::spawn(async move {
+            let _ = l2.ack(&from, seq).await;
+        });
+    }
+
+    fn on_ack(&self, seq: u64) {
+        self.acks.ack(seq);
     }
 
     fn on_subscribed(&self, resubscribed: bool) {
@@ -277,6 +299,13 @@ impl Shared {
                     l1.invalidate_tag(tag);
                 }
             }
+        }
+    }
+
+    /// Waits (within `bound`) until every subscriber that received a message confirmed it.
+    async fn await_acks(&self, acks: AckWait, receivers: u64, bound: Duration) {
+        if !acks.all(receivers, bound).await {
+            Metrics::inc(&self.metrics.bus_ack_timeouts);
         }
     }
 
@@ -517,6 +546,8 @@ impl Cache {
             background: AtomicUsize::new(0),
             writes: WriteBarrier::default(),
             closing: watch::channel(false).0,
+            acks: Arc::new(AckBook::default()),
+            acker: std::sync::OnceLock::new(),
         });
         if let Some(l1) = &shared.l1 {
             rt.spawn(L1::run_expirer(Arc::downgrade(l1)));
@@ -534,6 +565,7 @@ impl Cache {
                     command_timeout: c.command_timeout,
                 };
                 let l2 = L2::new(c, keys)?;
+                let _ = shared.acker.set(Arc::downgrade(&l2));
                 let settle = Arc::downgrade(&shared);
                 l2.on_replayed(Box::new(move |inv| {
                     if let Some(shared) = settle.upgrade() {
@@ -601,6 +633,26 @@ impl Cache {
     fn notice(&self, event: BusEvent) -> String {
         Metrics::inc(&self.shared.metrics.bus_sent);
         crate::bus::encode(&self.instance, &event)
+    }
+
+    /// The notice of a write or invalidation, asking the other processes to acknowledge it when
+    /// `bus.ackTimeout` is on and the bus is subscribed (acknowledgements arrive through it).
+    fn acked_notice(&self, event: BusEvent) -> (String, Option<AckWait>) {
+        let wanted = self
+            .config
+            .l2
+            .as_ref()
+            .is_some_and(|c| !c.ack_timeout.is_zero())
+            && self.bus().is_some_and(|b| b.is_connected());
+        if !wanted {
+            return (self.notice(event), None);
+        }
+        Metrics::inc(&self.shared.metrics.bus_sent);
+        let wait = self.shared.acks.open();
+        (
+            bus::encode_acked(&self.instance, wait.seq(), &event),
+            Some(wait),
+        )
     }
 
     /// Runs `fut` for operation `id`; if the cache closes first, completes with `on_close`.
@@ -794,8 +846,16 @@ impl Cache {
             return (slot, Started::Finished);
         };
         let l2_ttl = ttl.unwrap_or(l2_config.ttl);
+        let ack_timeout = l2_config.ack_timeout;
         let shared = self.shared.clone();
-        let notice = self.notice(BusEvent::KeyChanged(key.to_string(), write_id));
+        let event = BusEvent::KeyChanged(key.to_string(), write_id);
+        // a caller's own write waits for the other processes to drop their copies; a loader's
+        // value replaces nothing they may hold (its key was absent from Redis)
+        let (notice, acks) = if load.since.is_none() && lock.is_none() {
+            self.acked_notice(event)
+        } else {
+            (self.notice(event), None)
+        };
         let instance = self.instance.clone();
         let key = key.to_string();
         let seq = self.shared.writes.begin();
@@ -811,7 +871,7 @@ impl Cache {
                 )
                 .await;
             shared.writes.end(seq);
-            if matches!(written, Ok(false)) {
+            if matches!(written, Ok(None)) {
                 // another process invalidated the key or a tag after our lookup: the value may
                 // predate that change, so it leaves L1 too
                 Metrics::inc(&shared.metrics.loads_discarded);
@@ -834,13 +894,16 @@ impl Cache {
             }
             match (lock, &written) {
                 // stored: the script released the lock and the announcement woke the waiters
-                (Some(_), Ok(true)) | (None, _) => {}
+                (Some(_), Ok(Some(_))) | (None, _) => {}
                 (Some(lock), _) => {
                     let wake = bus::encode(&instance, &BusEvent::LockReleased(lock.key.clone()));
                     if let Err(e) = l2.release_lock(&lock.key, &lock.token, &wake).await {
                         shared.redis_failed(&e);
                     }
                 }
+            }
+            if let (Some(acks), Ok(Some(receivers))) = (acks, written) {
+                shared.await_acks(acks, receivers, ack_timeout).await;
             }
             Outcome::Done
         };
@@ -851,13 +914,14 @@ impl Cache {
     /// Removes `key` from L1 at once and starts the Redis delete (announced on the bus).
     pub fn del(&self, id: u32, key: &str) -> Started {
         Metrics::inc(&self.shared.metrics.deletes);
-        let notice = self.notice(BusEvent::KeyDeleted(key.to_string()));
+        let (notice, acks) = self.acked_notice(BusEvent::KeyDeleted(key.to_string()));
         self.invalidate(
             id,
             Replay::Del {
                 key: key.to_string(),
                 notice,
             },
+            acks,
         )
     }
 
@@ -891,34 +955,44 @@ impl Cache {
     /// (announced on the bus).
     pub fn invalidate_tag(&self, id: u32, tag: &str) -> Started {
         Metrics::inc(&self.shared.metrics.tag_invalidations);
-        let notice = self.notice(BusEvent::TagInvalidated(tag.to_string()));
+        let (notice, acks) = self.acked_notice(BusEvent::TagInvalidated(tag.to_string()));
         self.invalidate(
             id,
             Replay::Tag {
                 tag: tag.to_string(),
                 notice,
             },
+            acks,
         )
     }
 
     /// Applies an invalidation to L1 at once, then to Redis once every write issued before it
     /// was answered; applies it to L1 again when Redis has (a read that raced with it may have
-    /// put an older value back), and keeps it for replay if Redis could not be reached.
-    fn invalidate(&self, id: u32, inv: Replay) -> Started {
+    /// put an older value back), and keeps it for replay if Redis could not be reached. With
+    /// `acks`, it completes once the other processes confirmed it (within `bus.ackTimeout`).
+    fn invalidate(&self, id: u32, inv: Replay, acks: Option<AckWait>) -> Started {
         self.shared.settled(&inv);
-        let Some(l2) = self.l2() else {
+        let (Some(l2), Some(l2_config)) = (self.l2(), &self.config.l2) else {
             return Started::Finished;
         };
+        let ack_timeout = l2_config.ack_timeout;
         let shared = self.shared.clone();
         let upto = self.shared.writes.issued();
         let task = async move {
             shared.writes.wait_for(upto, l2.bound()).await;
             let applied = l2.apply(&inv).await;
             shared.settled(&inv);
-            if let Err(e) = applied {
-                shared.redis_failed(&e);
-                if e.is_availability() {
-                    l2.queue_replay(inv);
+            match applied {
+                Ok(receivers) => {
+                    if let Some(acks) = acks {
+                        shared.await_acks(acks, receivers, ack_timeout).await;
+                    }
+                }
+                Err(e) => {
+                    shared.redis_failed(&e);
+                    if e.is_availability() {
+                        l2.queue_replay(inv);
+                    }
                 }
             }
             Outcome::Done

@@ -32,6 +32,11 @@ pub const DEFAULT_COMMAND_TIMEOUT_SECS: f64 = 0.5;
 pub const DEFAULT_BREAKER_THRESHOLD: u32 = 3;
 /// Default `redis.breakerCooldown` in seconds: how long an open breaker skips Redis.
 pub const DEFAULT_BREAKER_COOLDOWN_SECS: f64 = 1.0;
+/// Default `bus.ackTimeout` in seconds: how long a `set`, `del` or `invalidateTag` waits for the
+/// other processes to confirm they dropped their L1 copy.
+pub const DEFAULT_BUS_ACK_TIMEOUT_SECS: f64 = 0.05;
+/// The longest `bus.ackTimeout` accepted, in seconds.
+pub const MAX_BUS_ACK_TIMEOUT_SECS: f64 = 10.0;
 /// Default `limits.maxValueBytes`: the largest serialized value accepted (16 MiB).
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 16 * 1024 * 1024;
 /// The longest key accepted, in UTF-16 code units (JavaScript `key.length`).
@@ -84,6 +89,8 @@ pub struct Options {
     pub tls_key_file: Option<String>,
     /// `limits.maxValueBytes`.
     pub max_value_bytes: Option<f64>,
+    /// `bus.ackTimeout` in seconds (0: do not wait).
+    pub bus_ack_timeout: Option<f64>,
 }
 
 /// Settings of the in-process layer.
@@ -115,6 +122,9 @@ pub struct L2Config {
     /// How long a delete or tag invalidation leaves its tombstone: `loaderTimeout + lock.ttl`,
     /// the longest a load that started before it can still try to store its value.
     pub tombstone_ttl: Duration,
+    /// How long a write or invalidation waits for the other processes' acknowledgements on the
+    /// bus (zero: it does not ask for them).
+    pub ack_timeout: Duration,
 }
 
 /// TLS material (PEM bytes) read from the files named in `redis.tls`.
@@ -238,6 +248,15 @@ impl Config {
             o.loader_timeout,
             DEFAULT_LOADER_TIMEOUT_SECS,
         )?;
+        let ack_secs = o.bus_ack_timeout.unwrap_or(DEFAULT_BUS_ACK_TIMEOUT_SECS);
+        if !ack_secs.is_finite() || !(0.0..=MAX_BUS_ACK_TIMEOUT_SECS).contains(&ack_secs) {
+            return Err(option_range(
+                "bus.ackTimeout",
+                &format!("a number of seconds from 0 to {MAX_BUS_ACK_TIMEOUT_SECS}"),
+                ack_secs,
+            ));
+        }
+        let ack_timeout = Duration::from_micros((ack_secs * 1e6).round() as u64);
         let l2 = match url {
             Some(url) if !o.l2_disabled => Some(L2Config {
                 url,
@@ -248,6 +267,7 @@ impl Config {
                 breaker_cooldown,
                 tls,
                 tombstone_ttl: loader_timeout + lock.ttl,
+                ack_timeout,
             }),
             _ => None,
         };
@@ -414,7 +434,9 @@ mod tests {
             ..Default::default()
         };
         let c = Config::from_options(o.clone()).unwrap();
-        assert_eq!(c.l2.unwrap().ttl, Duration::from_secs(3600));
+        let l2 = c.l2.unwrap();
+        assert_eq!(l2.ttl, Duration::from_secs(3600));
+        assert_eq!(l2.ack_timeout, Duration::from_millis(50));
         let c = Config::from_options(Options {
             l2_disabled: true,
             ..o
@@ -447,6 +469,23 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.class, crate::error::ErrorClass::Type);
         assert!(e.message.contains("redisUrl"));
+
+        for bad in [f64::NAN, f64::INFINITY, -0.001, 10.5] {
+            let e = Config::from_options(Options {
+                bus_ack_timeout: Some(bad),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert_eq!(e.class, crate::error::ErrorClass::Range);
+            assert!(e.message.contains("bus.ackTimeout"), "{e}");
+        }
+        let c = Config::from_options(Options {
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            bus_ack_timeout: Some(0.0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.l2.unwrap().ack_timeout, Duration::ZERO);
 
         for bad in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
             let e = Config::from_options(Options {

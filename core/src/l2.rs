@@ -57,7 +57,8 @@ end
 ";
 
 /// Deletes every live entry that still carries a tag, then the tag's index, leaves a tombstone
-/// (the advanced invalidation clock) and announces it on the bus. An index member whose entry
+/// (the advanced invalidation clock) and announces it on the bus. Replies {entries deleted,
+/// receivers of the announcement}. An index member whose entry
 /// was re-written without the tag (or deleted) is skipped: the check reads only the envelope's
 /// head, where `"t":[...]` sits before the value.
 /// KEYS: tag index, clock, tag tombstone; ARGV: now ms, channel, message, the tag as a JSON
@@ -91,18 +92,17 @@ for i = 1, #doomed, 1000 do
   redis.call('UNLINK', unpack(doomed, i, math.min(i + 999, #doomed)))
 end
 redis.call('UNLINK', KEYS[1])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
-return #doomed
+return {#doomed, redis.call('PUBLISH', ARGV[2], ARGV[3])}
 "#;
 
 /// Deletes an entry, leaves a tombstone (the advanced invalidation clock) and announces it.
+/// Replies {entries deleted, receivers of the announcement}.
 /// KEYS: entry, clock, key tombstone; ARGV: channel, message, tombstone TTL ms, now µs.
 const DELETE: &str = r"
 local clock = advance_clock(KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], clock, 'PX', ARGV[3])
 local n = redis.call('UNLINK', KEYS[1])
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-return n
+return {n, redis.call('PUBLISH', ARGV[1], ARGV[2])}
 ";
 
 /// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
@@ -121,7 +121,8 @@ return {3, clock}
 /// index alive as long as its longest-lived entry) and announces it on the bus. With a load
 /// token >= 0 (the invalidation clock a lookup saw before a loader call), it first refuses the
 /// value if the key or one of its tags has a newer tombstone: the value may predate that
-/// invalidation, and writing it would undo it. Returns 1 when stored, 0 when refused.
+/// invalidation, and writing it would undo it. Replies {1, receivers of the announcement} when
+/// stored, {0, 0} when refused.
 /// When it stores the value it also releases the loader's stampede lock, if it still owns it
 /// (one round trip for the whole end of a load).
 /// KEYS: entry, key tombstone, stampede lock, then per tag: index, tombstone;
@@ -130,9 +131,9 @@ return {3, clock}
 const SET_ENTRY: &str = r"
 local token = tonumber(ARGV[7])
 if token >= 0 then
-  if tonumber(redis.call('GET', KEYS[2]) or '0') > token then return 0 end
+  if tonumber(redis.call('GET', KEYS[2]) or '0') > token then return {0, 0} end
   for i = 4, #KEYS, 2 do
-    if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > token then return 0 end
+    if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > token then return {0, 0} end
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -147,8 +148,7 @@ for i = 4, #KEYS, 2 do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-return 1
+return {1, redis.call('PUBLISH', ARGV[5], ARGV[6])}
 ";
 
 /// Extends a lock only if we still own it. KEYS: lock; ARGV: token, ttl ms.
@@ -436,14 +436,15 @@ impl L2 {
         result
     }
 
-    /// Sends an invalidation (with its bus announcement) to Redis.
-    pub async fn apply(&self, inv: &Replay) -> Result<(), L2Error> {
+    /// Sends an invalidation (with its bus announcement) to Redis. Returns how many
+    /// subscribers received the announcement.
+    pub async fn apply(&self, inv: &Replay) -> Result<u64, L2Error> {
         match inv {
-            Replay::Del { key, notice } => self.del(key, notice).await.map(|_| ()),
-            Replay::Tag { tag, notice } => self
-                .invalidate_tag(tag, crate::cache::now_ms(), notice)
-                .await
-                .map(|_| ()),
+            Replay::Del { key, notice } => self.del(key, notice).await,
+            Replay::Tag { tag, notice } => {
+                self.invalidate_tag(tag, crate::cache::now_ms(), notice)
+                    .await
+            }
         }
     }
 
@@ -485,7 +486,7 @@ impl L2 {
                 return;
             };
             match self.apply(&next).await {
-                Ok(()) => {
+                Ok(_) => {
                     if let Some(hook) = &*self.on_replayed.lock() {
                         hook(&next);
                     }
@@ -538,7 +539,8 @@ impl L2 {
     /// publishes `notice` on the bus in the same round trip. With a load `token` (the clock of
     /// the lookup that led to a loader call), the value is stored only if neither the key nor a
     /// tag was invalidated since; with `lock_token`, storing it also releases the loader's
-    /// stampede lock. Returns whether it was stored.
+    /// stampede lock. Returns how many subscribers received `notice` when it was stored, `None`
+    /// when it was refused.
     #[allow(clippy::too_many_arguments)]
     pub async fn set(
         &self,
@@ -551,7 +553,7 @@ impl L2 {
         notice: &str,
         token: Option<u64>,
         lock_token: Option<&str>,
-    ) -> Result<bool, L2Error> {
+    ) -> Result<Option<u64>, L2Error> {
         let mut c = self.conn.clone();
         let k = self.keys.entry(key);
         let ttl_ms = ttl.as_millis() as u64;
@@ -564,11 +566,11 @@ impl L2 {
                 .arg("PX")
                 .arg(ttl_ms)
                 .ignore();
-            pipe.cmd("PUBLISH").arg(&self.channel).arg(notice).ignore();
+            pipe.cmd("PUBLISH").arg(&self.channel).arg(notice);
             return self
-                .bounded(pipe.query_async::<()>(&mut c))
+                .bounded(pipe.query_async::<(u64,)>(&mut c))
                 .await
-                .map(|_| true);
+                .map(|(receivers,)| Some(receivers));
         }
         let mut inv = self.set_entry.key(&k);
         inv.key(self.keys.key_tombstone(key))
@@ -581,14 +583,14 @@ impl L2 {
         inv.arg(&self.channel).arg(notice);
         inv.arg(token.map_or(-1, |t| t as i64));
         inv.arg(lock_token.unwrap_or(""));
-        self.bounded(inv.invoke_async::<u64>(&mut c))
+        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
             .await
-            .map(|n| n == 1)
+            .map(|(stored, receivers)| (stored == 1).then_some(receivers))
     }
 
-    /// Deletes `key`, leaves its tombstone and publishes `notice` on the bus. Returns whether
-    /// it existed.
-    pub async fn del(&self, key: &str, notice: &str) -> Result<bool, L2Error> {
+    /// Deletes `key`, leaves its tombstone and publishes `notice` on the bus. Returns how many
+    /// subscribers received `notice`.
+    pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
         let mut c = self.conn.clone();
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.clock()).key(self.keys.key_tombstone(key));
@@ -596,9 +598,9 @@ impl L2 {
             .arg(notice)
             .arg(self.tombstone_ttl.as_millis() as u64)
             .arg(now_us());
-        self.bounded(inv.invoke_async::<u64>(&mut c))
+        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
             .await
-            .map(|n| n > 0)
+            .map(|(_, receivers)| receivers)
     }
 
     /// The value of `key` if present, else tries to take its lock with `token` for `ttl`.
@@ -662,7 +664,8 @@ impl L2 {
             .map(|n| n > 0)
     }
 
-    /// Deletes every entry tagged `tag` and publishes `notice`. Returns how many were deleted.
+    /// Deletes every entry tagged `tag` and publishes `notice`. Returns how many subscribers
+    /// received `notice`.
     pub async fn invalidate_tag(
         &self,
         tag: &str,
@@ -675,7 +678,23 @@ impl L2 {
         let needle = serde_json::to_string(tag).expect("strings always serialize");
         inv.arg(now_ms).arg(&self.channel).arg(notice).arg(needle);
         inv.arg(self.tombstone_ttl.as_millis() as u64).arg(now_us());
-        self.bounded(inv.invoke_async::<u64>(&mut c)).await
+        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
+            .await
+            .map(|(_, receivers)| receivers)
+    }
+
+    /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
+    pub async fn ack(&self, instance: &str, seq: u64) -> Result<(), L2Error> {
+        let mut c = self.conn.clone();
+        let channel = crate::bus::ack_channel(&self.channel, instance);
+        self.bounded(
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(seq)
+                .query_async::<u64>(&mut c),
+        )
+        .await
+        .map(|_| ())
     }
 }
 

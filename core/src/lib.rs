@@ -18,6 +18,7 @@
 //! - [`runtime`]: the process-wide tokio runtime.
 //! - [`error`]: error codes and classes.
 
+pub mod acks;
 pub mod breaker;
 pub mod bus;
 pub mod cache;

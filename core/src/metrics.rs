@@ -65,6 +65,10 @@ counters! {
     bus_malformed,
     /// Times the bus subscribed again after losing its connection (L1 cleared each time).
     bus_resubscriptions,
+    /// Acknowledgements this process sent (or tried to) for other processes' invalidations.
+    bus_acks_sent,
+    /// Writes and invalidations that stopped waiting for acknowledgements at `bus.ackTimeout`.
+    bus_ack_timeouts,
 }
 
 impl Metrics {
