@@ -58,7 +58,7 @@ function sumStats(list) {
   return out
 }
 
-const SHOWN_COUNTERS = ['l1Hits', 'l1Misses', 'l2Hits', 'l2Misses', 'loaderCalls', 'loadsDiscarded', 'l1FillsSkipped', 'lockAcquired', 'lockWaits', 'lockWaitHits', 'lockWaitTimeouts', 'busSent', 'busReceived', 'busResubscriptions', 'redisErrors', 'l1Evictions']
+const SHOWN_COUNTERS = ['l1Hits', 'l1Misses', 'l2Hits', 'l2Misses', 'loaderCalls', 'loadsDiscarded', 'l1FillsSkipped', 'lockAcquired', 'lockWaits', 'lockWaitHits', 'lockWaitTimeouts', 'busSent', 'busReceived', 'busAcksSent', 'busAckTimeouts', 'busResubscriptions', 'redisErrors', 'l1Evictions']
 
 module.exports = {
   id: 'zipf',

@@ -7,7 +7,7 @@ const { MultiLevelCache } = require(path.join(__dirname, '..', '..'))
 
 module.exports = {
   name: 'mlc',
-  description: '`new MultiLevelCache({ redisUrl, prefix })` (this package, defaults: L1 10 000 entries, TTL 60 s in L1 / 1 h in Redis)',
+  description: '`new MultiLevelCache({ redisUrl, prefix })` (this package, defaults: L1 10 000 entries, TTL 60 s in L1 / 1 h in Redis, `set`/`del`/`invalidateTag` resolve once the other processes acknowledged them, `bus.ackTimeout` 0.05 s)',
   capabilities: {
     crossProcessL1Invalidation: 'yes (Redis pub/sub bus)',
     tags: 'native (`invalidateTag`)',
