@@ -100,7 +100,8 @@ export interface MultiLevelCacheOptions {
      * process to confirm it dropped its L1 copy, after Redis applied the change. When they
      * resolve, no other process serves the old value from L1 any more (unless one did not
      * confirm in time: `busAckTimeouts` counts those; a paused process delays writes by at most
-     * this bound and never fails them). `0`: resolve as soon as Redis applied the change (other
+     * this bound and never fails them; after such a timeout the next writes wait at most 5 ms
+     * until one gets every confirmation again). `0`: resolve as soon as Redis applied the change (other
      * processes drop their copies about a millisecond later). A number from 0 to 10.
      * @default 0.05
      */

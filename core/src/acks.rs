@@ -6,7 +6,8 @@
 //! own subscriber too, locally). The write resolves once that many acknowledgements are in, or
 //! after `bus.ackTimeout`, whichever comes first: a paused or overloaded process slows writes by
 //! at most that bound and never fails them (a cache is a copy; the bus message still reaches it
-//! when it runs again).
+//! when it runs again). After a timeout, later writes wait at most
+//! [`crate::cache::SHORT_ACK_WAIT`] until one gets all of its acknowledgements again.
 //!
 //! An acknowledgement may arrive before Redis' reply to the write reaches this process (the
 //! receivers are as fast as the reply), so a wait is opened *before* the write is sent and

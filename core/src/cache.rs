@@ -164,7 +164,15 @@ struct Shared {
     acks: Arc<AckBook>,
     /// Where acknowledgements of other processes' messages are sent (set once L2 exists).
     acker: std::sync::OnceLock<std::sync::Weak<L2>>,
+    /// Whether the last acknowledged write timed out (see [`SHORT_ACK_WAIT`]).
+    acks_missing: AtomicBool,
 }
+
+/// How long a write waits for acknowledgements after the previous one timed out, until one gets
+/// all of them again. A process that stopped for good while Redis still holds its connection
+/// open (a vanished host, until Redis' TCP keepalive drops it) then costs each write this, not
+/// `bus.ackTimeout`; a process that was only slow acknowledges again and restores the full wait.
+pub const SHORT_ACK_WAIT: Duration = Duration::from_millis(5);
 
 impl BusHandler for Shared {
     fn on_event(&self, event: BusEvent) {
@@ -302,9 +310,17 @@ impl Shared {
         }
     }
 
-    /// Waits (within `bound`) until every subscriber that received a message confirmed it.
+    /// Waits (within `bound`, or [`SHORT_ACK_WAIT`] while acknowledgements are missing) until
+    /// every subscriber that received a message confirmed it.
     async fn await_acks(&self, acks: AckWait, receivers: u64, bound: Duration) {
-        if !acks.all(receivers, bound).await {
+        let bound = if self.acks_missing.load(Ordering::Relaxed) {
+            bound.min(SHORT_ACK_WAIT)
+        } else {
+            bound
+        };
+        let all = acks.all(receivers, bound).await;
+        self.acks_missing.store(!all, Ordering::Relaxed);
+        if !all {
             Metrics::inc(&self.metrics.bus_ack_timeouts);
         }
     }
@@ -548,6 +564,7 @@ impl Cache {
             closing: watch::channel(false).0,
             acks: Arc::new(AckBook::default()),
             acker: std::sync::OnceLock::new(),
+            acks_missing: AtomicBool::new(false),
         });
         if let Some(l1) = &shared.l1 {
             rt.spawn(L1::run_expirer(Arc::downgrade(l1)));
