@@ -7,7 +7,7 @@
 //! queue goes from empty to non-empty, so one wake-up of the JS thread settles a whole batch
 //! ([`Cache::take_completions`]).
 //!
-//! Other processes reach this one through the [bus](crate::bus): their writes and invalidations
+//! Other processes reach this one through the [invalidation bus](crate::bus): their writes and invalidations
 //! drop the affected L1 entries here (on the tokio thread) and wake callers waiting for a
 //! [stampede lock](crate::lock).
 
