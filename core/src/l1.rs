@@ -96,8 +96,8 @@ struct Shared {
     expires: Box<[AtomicU64]>,
     /// written by JS through its view: [hits, misses] as f64 bits
     counters: Box<[AtomicU64]>,
-    /// (expiry in whole ms, slot, expiry bits) of every insert, earliest first
-    deadlines: Mutex<BinaryHeap<Reverse<(u64, u32, u64)>>>,
+    /// the deadline of every insert, earliest first
+    deadlines: Mutex<BinaryHeap<Reverse<Deadline>>>,
     /// when the expirer plans to wake next (Unix ms); an earlier deadline wakes it
     scheduled: AtomicU64,
     wake: tokio::sync::Notify,
@@ -131,6 +131,39 @@ impl Shared {
 
     fn counter(&self, i: usize) -> u64 {
         f64::from_bits(self.counters[i].load(Ordering::Relaxed)) as u64
+    }
+}
+
+/// When the expirer is due to mark an entry gone: 16 bytes per insert (the time is derived, not
+/// stored). The expiry bits identify the entry: a slot reused or replaced since holds others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Deadline {
+    /// the entry's expiry as stored in the table
+    bits: u64,
+    slot: u32,
+    /// how long before its expiry the entry is marked gone, in microseconds
+    early_us: u32,
+}
+
+impl Deadline {
+    /// The time (Unix ms) it is due.
+    fn at(&self) -> u64 {
+        let expires = f64::from_bits(self.bits).abs();
+        (expires - f64::from(self.early_us) / 1000.0)
+            .floor()
+            .max(0.0) as u64
+    }
+}
+
+impl Ord for Deadline {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at(), self.slot, self.bits).cmp(&(other.at(), other.slot, other.bits))
+    }
+}
+
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -206,14 +239,20 @@ impl L1 {
     pub fn new(max_entries: u64) -> Self {
         // live entries <= max and slots waiting for JS <= max: two per entry always suffice
         let capacity = (max_entries as usize) * 2 + 16;
+        // Reserved, not touched: pages cost memory once used. Grown by doubling instead, a full
+        // L1 held up to 1.3x their size and left the outgrown copies to the allocator.
+        let slots = Slots {
+            keys: Vec::with_capacity(capacity),
+            ..Slots::default()
+        };
         let shared = Arc::new(Shared {
-            slots: Mutex::new(Slots::default()),
+            slots: Mutex::new(slots),
             tags: Mutex::new(HashMap::new()),
             evictions: AtomicU64::new(0),
             expirations: AtomicU64::new(0),
             expires: zeroed_atomics(capacity),
             counters: (0..2).map(|_| AtomicU64::new(0)).collect(),
-            deadlines: Mutex::new(BinaryHeap::new()),
+            deadlines: Mutex::new(BinaryHeap::with_capacity(max_entries as usize)),
             scheduled: AtomicU64::new(u64::MAX),
             wake: tokio::sync::Notify::new(),
         });
@@ -340,12 +379,13 @@ impl L1 {
         // short TTLs are stored negated: the hit path checks those against the clock too
         let stored = if ttl < SHORT_TTL { -expires } else { expires };
         self.shared.expires[slot as usize].store(stored.to_bits(), Ordering::Release);
-        let early = (ttl_ms / 100.0).clamp(1.0, 50.0);
-        let deadline = (expires - early).floor().max(0.0) as u64;
-        self.shared
-            .deadlines
-            .lock()
-            .push(Reverse((deadline, slot, stored.to_bits())));
+        let entry = Deadline {
+            bits: stored.to_bits(),
+            slot,
+            early_us: ((ttl_ms * 10.0).clamp(1000.0, 50_000.0)) as u32,
+        };
+        let deadline = entry.at();
+        self.shared.deadlines.lock().push(Reverse(entry));
         if deadline < self.shared.scheduled.load(Ordering::Acquire) {
             self.shared.wake.notify_one();
         }
@@ -446,11 +486,12 @@ impl L1 {
         let now = now_ms();
         let mut heap = self.shared.deadlines.lock();
         let mut due = Vec::new();
-        while let Some(&Reverse((at, slot, bits))) = heap.peek() {
-            if at as f64 > now {
+        while let Some(&Reverse(d)) = heap.peek() {
+            if d.at() as f64 > now {
                 break;
             }
             heap.pop();
+            let Deadline { bits, slot, .. } = d;
             // still the entry that deadline was for (not replaced or removed since)
             if self.shared.expires[slot as usize]
                 .compare_exchange(bits, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -462,11 +503,9 @@ impl L1 {
         // replaced entries leave stale deadlines behind: drop them when they pile up
         if heap.len() > 2 * self.capacity + 1024 {
             let expires = &self.shared.expires;
-            heap.retain(|Reverse((_, slot, bits))| {
-                expires[*slot as usize].load(Ordering::Relaxed) == *bits
-            });
+            heap.retain(|Reverse(d)| expires[d.slot as usize].load(Ordering::Relaxed) == d.bits);
         }
-        let next = heap.peek().map(|Reverse((at, _, _))| *at);
+        let next = heap.peek().map(|Reverse(d)| d.at());
         drop(heap);
         for slot in due {
             self.remove_expired(slot);
