@@ -19,8 +19,8 @@
 //! just before an invalidation on the I/O thread is recorded, and insert just after that
 //! invalidation found nothing to remove.
 //!
-//! Memory is bounded: entries older than [`HORIZON`] are pruned, and a read that started
-//! before the pruning horizon counts as stale. Names are remembered by a 64-bit keyed hash, not
+//! Memory is bounded: entries older than [`HORIZON`] are pruned (and the maps give a burst's
+//! capacity back), and a read that started before the pruning horizon counts as stale. Names are remembered by a 64-bit keyed hash, not
 //! by their text (a write-heavy second remembers every key written): two names with the same
 //! hash can only make a read look stale when it is not, which costs an L1 fill, never
 //! correctness. The pruning timeline keeps one mark per [`GRAIN`], not one per record.
@@ -111,10 +111,12 @@ struct Recent {
 }
 
 impl Recent {
-    /// Forgets every name and makes every read that began at or before `epoch` stale.
+    /// Forgets every name and makes every read that began at or before `epoch` stale. The
+    /// maps' memory goes too: a burst of writes grows them to [`MAX_REMEMBERED`] names (~4 MB),
+    /// which `clear` would keep for the life of the cache.
     fn forget_all(&mut self, epoch: u64) {
-        self.keys.clear();
-        self.tags.clear();
+        self.keys = ByHash::default();
+        self.tags = ByHash::default();
         self.timeline.clear();
         self.floor = epoch;
     }
@@ -273,6 +275,12 @@ fn prune(recent: &mut Recent, now: Instant) {
     if let Some(cut) = cut {
         recent.keys.retain(|_, r| r.last > cut);
         recent.tags.retain(|_, r| r.last > cut);
+        // a burst's capacity is given back once it is pruned (not below what is still held)
+        for names in [&mut recent.keys, &mut recent.tags] {
+            if names.capacity() > 4 * names.len() + 1024 {
+                names.shrink_to(2 * names.len());
+            }
+        }
         // reads older than HORIZON are stale anyway; the floor keeps that true after pruning
         recent.floor = recent.floor.max(cut);
     }
@@ -352,6 +360,24 @@ mod tests {
         assert!(!log.any_tag_since(later));
         log.all();
         assert!(log.any_tag_since(later));
+    }
+
+    #[test]
+    fn forgetting_everything_gives_the_memory_back() {
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        // one more name than it remembers: it forgets them all
+        for i in 0..=MAX_REMEMBERED {
+            log.key(&format!("k{i}"));
+        }
+        let recent = log.recent.lock();
+        assert!(recent.keys.len() < 2, "the log forgot everything");
+        assert!(recent.keys.capacity() < 1024, "and released its capacity");
+        drop(recent);
+        assert!(
+            log.is_stale(start, "k1", &[], 0),
+            "older reads are still stale"
+        );
     }
 
     #[test]
