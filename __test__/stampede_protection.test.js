@@ -365,3 +365,34 @@ test('a process killed while holding the lock does not block others beyond lock.
   assert.equal(b.stats().lockWaitTimeouts, 0, "B waited out lock.wait: the dead holder's lock did not expire")
   assert.ok(ms < 2000, `took ${ms} ms to get past a dead holder's lock (lock.ttl 0.5 s)`)
 })
+
+test('a lookup waiting for its own process\'s lock (after a del detached the first) wakes when that lock ends, not at its next poll', async (t) => {
+  // Redis announcements of a process are ignored by that process, so the end of its own lock
+  // must wake its own waiters directly; otherwise they notice only at their 100 ms re-check.
+  const s = scope(t, { name: 'own-lock-wake' })
+  const a = s.cache()
+  await connected(a)
+  const delays = []
+  for (let round = 0; round < 10; round++) {
+    const key = `k${round}`
+    let release
+    const gate = new Promise((r) => { release = r })
+    const first = a.getOrSet(key, async () => { await gate; return 'old' })
+    assert.ok(await lockTaken(s, key), 'the first lookup took the lock')
+    await a.del(key) // detaches the first lookup: its value may predate the delete
+    let loads = 0
+    const second = a.getOrSet(key, () => { loads++; return 'new' })
+    await sleep(30) // the second lookup found the lock busy and waits
+    assert.equal(loads, 0)
+    const releasedAt = performance.now()
+    release()
+    assert.equal(await first, 'old') // returned to its caller, not cached (refused by the tombstone)
+    assert.equal(await second, 'new')
+    delays.push(performance.now() - releasedAt)
+    assert.equal(loads, 1)
+  }
+  delays.sort((x, y) => x - y)
+  const median = delays[delays.length >> 1]
+  // woken: a few round trips; not woken: the next poll, on average 50 ms away
+  assert.ok(median < 30, `the waiting lookup took a median ${median.toFixed(1)} ms after the lock ended (${delays.map((d) => d.toFixed(1)).join(', ')})`)
+})

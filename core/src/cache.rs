@@ -803,7 +803,8 @@ impl Cache {
         }
     }
 
-    /// Releases a held lock in the background, waking other processes' waiters.
+    /// Releases a held lock in the background, waking the waiters of other processes (by its
+    /// announcement) and of this one (a process ignores its own announcements).
     fn release(&self, lock: HeldLock) {
         let Some(l2) = self.l2() else {
             return;
@@ -814,6 +815,7 @@ impl Cache {
             if let Err(e) = l2.release_lock(&lock.key, &lock.token, &notice).await {
                 shared.redis_failed(&e);
             }
+            shared.waiters.wake(&lock.key);
         });
     }
 
@@ -919,6 +921,10 @@ impl Cache {
                     }
                 }
             }
+            // this process's own lookups waiting for a lock on the key (a lookup begun after an
+            // invalidation detached the one holding it) hear no announcement of ours: the key's
+            // value or lock changed, so they ask Redis again now rather than at their next poll
+            shared.waiters.wake(&key);
             if let (Some(acks), Ok(Some(receivers))) = (acks, written) {
                 shared.await_acks(acks, receivers, ack_timeout).await;
             }
