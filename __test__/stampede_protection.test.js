@@ -69,7 +69,7 @@ test('1000 concurrent get() calls with a constructor loader call it once', async
   assert.equal(a.stats().loaderCalls, 1)
 })
 
-test('while the loader runs, the lock is {prefix}:l:<key> = a random token with PX <= lock.ttl, deleted afterwards', async (t) => {
+test('while the loader runs, the lock is {prefix}:l:<key> = a unique token (process random prefix + counter) with PX <= lock.ttl, deleted afterwards', async (t) => {
   const s = scope(t, { name: 'sp-layout' })
   const a = s.cache({ lock: { ttl: 2 } })
   await connected(a)
@@ -82,10 +82,11 @@ test('while the loader runs, the lock is {prefix}:l:<key> = a random token with 
   assert.equal(await a.getOrSet('k2', loader), 'v')
   assert.equal(seen.length, 2)
   for (const { key, token, pttl } of seen) {
-    assert.match(String(token), /^[0-9a-f]{32}$/, `lock of ${key} does not hold a 128-bit hex token`)
+    assert.match(String(token), /^[0-9a-f]{33,48}$/, `lock of ${key} does not hold a 128-bit hex prefix and a hex counter`)
     assert.ok(pttl > 0 && pttl <= 2000, `lock of ${key} has PTTL ${pttl}, expected 0 < PTTL <= 2000`)
   }
   assert.notEqual(seen[0].token, seen[1].token, 'two locks got the same token')
+  assert.equal(seen[0].token.slice(0, 32), seen[1].token.slice(0, 32), 'one random prefix per process')
   assert.ok(await lockGone(s, 'k1'))
   assert.ok(await lockGone(s, 'k2'))
 })

@@ -29,7 +29,7 @@ use crate::invalidation::{InvalidationLog, ReadStart};
 use crate::keys::Keyspace;
 use crate::l1::L1;
 use crate::l2::{L2Counters, L2Error, ReadOrLock, Replay, L2};
-use crate::lock::{random_token, random_u64, HeldLock, HeldLocks, Waiters, POLL};
+use crate::lock::{lock_token, random_token, random_u64, HeldLock, HeldLocks, Waiters, POLL};
 use crate::metrics::{HistogramSnapshot, Latencies, LatencyOutcome, Metrics, MetricsSnapshot};
 
 /// Called (from any thread) when completions are waiting.
@@ -1228,7 +1228,7 @@ impl LockingRead {
             let notified = signal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let token = random_token();
+            let token = lock_token();
             let start = self.shared.log.begin();
             let answer = self.l2.read_or_lock(&self.key, &token, self.lock_ttl).await;
             if !waited && !matches!(answer, Ok(ReadOrLock::Value(_))) {

@@ -2,7 +2,7 @@
 //! callers waiting for another process's loader.
 //!
 //! A cache-aside miss runs one script ([`crate::l2::L2::read_or_lock`]): it returns the value,
-//! or takes `{<prefix>}:l:<key>` with `SET NX PX lock.ttl` and a random token, or reports the
+//! or takes `{<prefix>}:l:<key>` with `SET NX PX lock.ttl` and a unique token, or reports the
 //! lock busy. The owner loads, writes the value (which announces it on the bus) and releases
 //! the lock with a compare-and-delete script, so it can only ever delete its own lock. While
 //! the loader runs, the lock is extended every `lock.ttl / 3`, so a loader slower than
@@ -26,9 +26,24 @@ pub const POLL: Duration = Duration::from_millis(100);
 
 /// 128 random bits from the operating system's cryptographic source, as hex.
 pub fn random_token() -> String {
+    use std::fmt::Write;
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(32);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
+}
+
+/// A lock token no other lock of any process holds: this process's 128-bit random prefix and
+/// a counter. Every cache-aside miss needs one (the script takes the lock in the same round
+/// trip), so it costs neither a system call nor more than one allocation.
+pub fn lock_token() -> String {
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}{n:x}", PREFIX.get_or_init(random_token))
 }
 
 /// 64 random bits from the operating system's cryptographic source.
@@ -152,6 +167,10 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+        let (c, d) = (lock_token(), lock_token());
+        assert!(c.len() > 32 && c.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(c[..32], d[..32], "one prefix per process");
+        assert_ne!(c, d);
     }
 
     #[tokio::test]
