@@ -434,6 +434,11 @@ impl L1 {
 
     /// Removes `key`'s entry unless it holds the value of write `write_id` (then it is current).
     pub fn remove_unless_write(&self, key: &str, write_id: u64) {
+        // most announcements name keys this process does not hold: skip moka's entry API (and
+        // its key allocation) for them; an entry inserted meanwhile is ordered after this call
+        if !self.cache.contains_key(key) {
+            return;
+        }
         let result = self
             .cache
             .entry(Key::from(key))
