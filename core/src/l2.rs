@@ -43,15 +43,21 @@ use crate::replay::{Pushed, ReplayQueue};
 /// this holds while the processes' clocks differ by less than Redis was down). The time comes
 /// from the caller, not from Redis' `TIME`, so the least-privilege ACL line stays as it was.
 /// Numbers are formatted by hand: Redis may print large Lua numbers in exponent notation.
+///
+/// The clock lives 7 days after the last invalidation, so a prefix no longer in use (a
+/// renamed namespace, a demo run) leaves nothing behind. Losing it is safe: a lookup that finds
+/// no clock gets token 0, which every tombstone refuses, and the next invalidation starts it
+/// again at the wall clock, above every token handed out before.
 const ADVANCE_CLOCK: &str = r"
 local function advance_clock(clock_key, now_us)
   local now = tonumber(now_us)
   local clock = redis.call('INCR', clock_key)
   if clock < now then
     clock = string.format('%.0f', now)
-    redis.call('SET', clock_key, clock)
+    redis.call('SET', clock_key, clock, 'PX', 604800000)
     return clock
   end
+  redis.call('PEXPIRE', clock_key, 604800000)
   return string.format('%.0f', clock)
 end
 ";
