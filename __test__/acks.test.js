@@ -11,6 +11,8 @@ const { performance } = require('node:perf_hooks')
 const { scope, MultiLevelCache, codes } = require('./helpers/cache.js')
 const { client } = require('./helpers/redis.js')
 const { connected } = require('./helpers/failure.js')
+const prom = require('prom-client')
+const { registerMetrics } = require('../index.js')
 
 const L1 = { ttl: 300 }
 const OPS = {
@@ -97,6 +99,11 @@ test('a receiver that does not acknowledge delays a write by bus.ackTimeout once
   ms = await timed(a.del('k'))
   assert.ok(ms >= 90 && ms < 290, `a write took ${ms.toFixed(1)} ms with a receiver acknowledging after 100 ms`)
   assert.equal(a.stats().busAckTimeouts, 2)
+  // the Prometheus series counts the same
+  const registry = new prom.Registry()
+  registerMetrics(a, registry, { name: 'a' })
+  const series = (await registry.getSingleMetric('cache_bus_ack_timeouts_total').get()).values
+  assert.deepEqual(series.map((v) => [v.labels.cache, v.value]), [['a', 2]])
 })
 
 test('a receiver that acknowledges late is waited for until it does', async (t) => {
