@@ -190,22 +190,10 @@ impl BusHandler for Shared {
                 self.waiters.wake(&key);
             }
             BusEvent::KeyDeleted(key) => {
-                {
-                    let _coherent = self.coherence.lock();
-                    self.log.key(&key);
-                    if let Some(l1) = &self.l1 {
-                        l1.remove(&key);
-                    }
-                }
+                self.settled_key(&key, None);
                 self.waiters.wake(&key);
             }
-            BusEvent::TagInvalidated(tag) => {
-                let _coherent = self.coherence.lock();
-                self.log.tag(&tag);
-                if let Some(l1) = &self.l1 {
-                    l1.invalidate_tag(&tag);
-                }
-            }
+            BusEvent::TagInvalidated(tag) => self.settled_tag(&tag),
             BusEvent::LockReleased(key) => self.waiters.wake(&key),
         }
     }
@@ -235,13 +223,7 @@ impl BusHandler for Shared {
         if resubscribed {
             // messages may have been missed while disconnected: nothing in L1 can be trusted
             Metrics::inc(&self.metrics.bus_resubscriptions);
-            {
-                let _coherent = self.coherence.lock();
-                self.log.all();
-                if let Some(l1) = &self.l1 {
-                    l1.clear();
-                }
-            }
+            self.settled_all();
             self.waiters.wake_all();
         }
     }
@@ -279,8 +261,9 @@ impl Shared {
         }
     }
 
-    /// A local write or delete of `key` was applied by Redis (or failed): reads that started
-    /// before now are stale for it, and whatever such a read put in L1 meanwhile goes, except
+    /// A write or delete of `key` was applied by Redis (or failed), or another process
+    /// announced a delete: reads that started before now are stale for it, and whatever such a
+    /// read put in L1 meanwhile goes, except
     /// a copy of the write itself (`keep`: its write id; known by id, not by slot, since a
     /// racing read's copy may have been given the slot the write's entry had).
     fn settled_key(&self, key: &str, keep: Option<u64>) {
@@ -300,13 +283,27 @@ impl Shared {
     fn settled(&self, inv: &Replay) {
         match inv {
             Replay::Del { key, .. } => self.settled_key(key, None),
-            Replay::Tag { tag, .. } => {
-                let _coherent = self.coherence.lock();
-                self.log.tag(tag);
-                if let Some(l1) = &self.l1 {
-                    l1.invalidate_tag(tag);
-                }
-            }
+            Replay::Tag { tag, .. } => self.settled_tag(tag),
+        }
+    }
+
+    /// An invalidation of `tag` (local or announced): reads that started before now are stale
+    /// for it, and every L1 entry carrying it goes.
+    fn settled_tag(&self, tag: &str) {
+        let _coherent = self.coherence.lock();
+        self.log.tag(tag);
+        if let Some(l1) = &self.l1 {
+            l1.invalidate_tag(tag);
+        }
+    }
+
+    /// Nothing in L1 can be trusted (bus messages may have been missed, or the cache closes):
+    /// every read that started before now is stale, and L1 is emptied.
+    fn settled_all(&self) {
+        let _coherent = self.coherence.lock();
+        self.log.all();
+        if let Some(l1) = &self.l1 {
+            l1.clear();
         }
     }
 
@@ -664,12 +661,10 @@ impl Cache {
         if !wanted {
             return (self.notice(event), None);
         }
-        Metrics::inc(&self.shared.metrics.bus_sent);
         let wait = self.shared.acks.open();
-        (
-            bus::encode_acked(&self.instance, wait.seq(), &event),
-            Some(wait),
-        )
+        Metrics::inc(&self.shared.metrics.bus_sent);
+        let notice = bus::encode_acked(&self.instance, wait.seq(), &event);
+        (notice, Some(wait))
     }
 
     /// Runs `fut` for operation `id`; if the cache closes first, completes with `on_close`.
@@ -1091,11 +1086,7 @@ impl Cache {
 
     /// Drops every L1 entry.
     pub fn clear_l1(&self) {
-        let _coherent = self.shared.coherence.lock();
-        self.shared.log.all();
-        if let Some(l1) = &self.shared.l1 {
-            l1.clear();
-        }
+        self.shared.settled_all();
     }
 
     /// Operations started and not yet completed.

@@ -49,22 +49,23 @@ use crate::replay::{Pushed, ReplayQueue};
 /// no clock gets token 0, which every tombstone refuses, and the next invalidation starts it
 /// again at the wall clock, above every token handed out before.
 const ADVANCE_CLOCK: &str = r"
+local CLOCK_TTL_MS = 604800000
 local function advance_clock(clock_key, now_us)
   local now = tonumber(now_us)
   local clock = redis.call('INCR', clock_key)
   if clock < now then
     clock = string.format('%.0f', now)
-    redis.call('SET', clock_key, clock, 'PX', 604800000)
+    redis.call('SET', clock_key, clock, 'PX', CLOCK_TTL_MS)
     return clock
   end
-  redis.call('PEXPIRE', clock_key, 604800000)
+  redis.call('PEXPIRE', clock_key, CLOCK_TTL_MS)
   return string.format('%.0f', clock)
 end
 ";
 
 /// Deletes every live entry that still carries a tag, then the tag's index, leaves a tombstone
-/// (the advanced invalidation clock) and announces it on the bus. Replies {entries deleted,
-/// receivers of the announcement}. An index member whose entry
+/// (the advanced invalidation clock) and announces it on the bus. Replies how many subscribers
+/// received the announcement. An index member whose entry
 /// was re-written without the tag (or deleted) is skipped: the check reads only the envelope's
 /// head, where `"t":[...]` sits before the value.
 /// KEYS: tag index, clock, tag tombstone; ARGV: now ms, channel, message, the tag as a JSON
@@ -98,17 +99,17 @@ for i = 1, #doomed, 1000 do
   redis.call('UNLINK', unpack(doomed, i, math.min(i + 999, #doomed)))
 end
 redis.call('UNLINK', KEYS[1])
-return {#doomed, redis.call('PUBLISH', ARGV[2], ARGV[3])}
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
 "#;
 
 /// Deletes an entry, leaves a tombstone (the advanced invalidation clock) and announces it.
-/// Replies {entries deleted, receivers of the announcement}.
+/// Replies how many subscribers received the announcement.
 /// KEYS: entry, clock, key tombstone; ARGV: channel, message, tombstone TTL ms, now µs.
 const DELETE: &str = r"
 local clock = advance_clock(KEYS[2], ARGV[4])
 redis.call('SET', KEYS[3], clock, 'PX', ARGV[3])
-local n = redis.call('UNLINK', KEYS[1])
-return {n, redis.call('PUBLISH', ARGV[1], ARGV[2])}
+redis.call('UNLINK', KEYS[1])
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
 ";
 
 /// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
@@ -604,9 +605,7 @@ impl L2 {
             .arg(notice)
             .arg(self.tombstone_ttl.as_millis() as u64)
             .arg(now_us());
-        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
-            .await
-            .map(|(_, receivers)| receivers)
+        self.bounded(inv.invoke_async::<u64>(&mut c)).await
     }
 
     /// The value of `key` if present, else tries to take its lock with `token` for `ttl`.
@@ -684,9 +683,7 @@ impl L2 {
         let needle = serde_json::to_string(tag).expect("strings always serialize");
         inv.arg(now_ms).arg(&self.channel).arg(notice).arg(needle);
         inv.arg(self.tombstone_ttl.as_millis() as u64).arg(now_us());
-        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
-            .await
-            .map(|(_, receivers)| receivers)
+        self.bounded(inv.invoke_async::<u64>(&mut c)).await
     }
 
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
