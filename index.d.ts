@@ -185,8 +185,13 @@ export interface CacheStats {
   replayed: number
   /** Invalidations waiting for Redis to come back, counting one being replayed until Redis answers it. */
   replaysPending: number
-  /** Invalidations dropped because more than 10 000 keys and tags were waiting (one waits per key or tag). */
-  replaysDropped: number
+  /** Times more than 10 000 distinct keys and tags waited for replay, and the queue became one
+   * invalidation of the whole prefix (every entry deleted, every L1 emptied). Nothing is dropped. */
+  replaysCollapsed: number
+  /** Redis error replies (`OOM`, `BUSY`, `NOPERM`, `READONLY`, ...); also counted in `redisErrors`. */
+  redisRefused: number
+  /** `set`/`del`/`invalidateTag` calls that rejected with `ERR_MLC_REDIS_REFUSED` (kept for replay). */
+  invalidationsRefused: number
   /** l1Hits / (l1Hits + l1Misses), 0 when there were none. */
   l1HitRatio: number
   /** l2Hits / (l2Hits + l2Misses), 0 when there were none. */
@@ -206,6 +211,7 @@ export type MultiLevelCacheErrorCode =
   | 'ERR_MLC_CLOSED'
   | 'ERR_MLC_LOADER_TIMEOUT'
   | 'ERR_MLC_MISSING_DEPENDENCY'
+  | 'ERR_MLC_REDIS_REFUSED'
 
 /** The error codes, by name. */
 export declare const codes: Readonly<{
@@ -220,6 +226,7 @@ export declare const codes: Readonly<{
   CLOSED: 'ERR_MLC_CLOSED'
   LOADER_TIMEOUT: 'ERR_MLC_LOADER_TIMEOUT'
   MISSING_DEPENDENCY: 'ERR_MLC_MISSING_DEPENDENCY'
+  REDIS_REFUSED: 'ERR_MLC_REDIS_REFUSED'
 }>
 
 /** Options of `registerMetrics`. */
@@ -272,9 +279,19 @@ export declare class MultiLevelCache implements BaseCache {
    * written to both layers). Resolves `null` on a miss.
    */
   get<T>(key: string): Promise<T | null>
-  /** Writes to L1 at once and to Redis; resolves when Redis has it (or was skipped). */
+  /**
+   * Writes to L1 at once and to Redis; resolves when Redis has it and every other process
+   * dropped its copy (or Redis was unreachable: the key is then deleted from Redis once it is
+   * back). When Redis refuses the value (`OOM`) the key is deleted from Redis instead. Rejects
+   * with `ERR_MLC_REDIS_REFUSED` (`err.redisCode`: Redis' reply) only when Redis refused even
+   * that past the retry bound; the delete is then retried until Redis applies it.
+   */
   set<T>(key: string, value: T, options?: CacheOptions): Promise<void>
-  /** Removes the key from L1 and Redis. */
+  /**
+   * Removes the key from L1 and Redis, and from every other process's L1 before resolving.
+   * Rejects with `ERR_MLC_REDIS_REFUSED` when Redis refused it (`BUSY` past the retry bound,
+   * `NOPERM`, ...): it is then retried until Redis applies it.
+   */
   del(key: string): Promise<void>
   /** Whether the key is cached in L1 or Redis (the loader is not consulted). */
   exists(key: string): Promise<boolean>
@@ -284,7 +301,10 @@ export declare class MultiLevelCache implements BaseCache {
    * of `null`/`undefined` is returned and not cached.
    */
   getOrSet<T>(key: string, loader: Loader<T>, options?: CacheOptions): Promise<T>
-  /** Removes every entry tagged `tag`, from Redis and from L1. */
+  /**
+   * Makes every entry tagged `tag` a miss, in Redis (O(1), whatever the tag's size) and in
+   * every process's L1, before resolving. Rejects with `ERR_MLC_REDIS_REFUSED` like `del`.
+   */
   invalidateTag(tag: string): Promise<void>
   /** Counters: hits and misses per layer, loader calls, sizes, ratios. */
   stats(): CacheStats

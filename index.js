@@ -20,6 +20,7 @@ const TRUE = 1
 const HIT = 4
 const LOAD = 5
 const KEYSPACE = 6
+const REFUSED = 7
 
 // what a pending operation resolves with
 const OP_VOID = 0
@@ -172,7 +173,7 @@ class MultiLevelCache {
     const id = this.#id()
     const pending = this.#native.del(id, key)
     this.#clearFreed()
-    return pending ? this.#await(id, OP_VOID) : Promise.resolve()
+    return pending ? this.#await(id, OP_VOID, key) : Promise.resolve()
   }
 
   /**
@@ -202,7 +203,7 @@ class MultiLevelCache {
     const id = this.#id()
     const pending = this.#native.invalidateTag(id, tag)
     this.#clearFreed()
-    return pending ? this.#await(id, OP_VOID) : Promise.resolve()
+    return pending ? this.#await(id, OP_VOID, tag) : Promise.resolve()
   }
 
   /** Counters of this cache, plus hit ratios per layer. */
@@ -298,8 +299,8 @@ class MultiLevelCache {
   }
 
   #await(id, kind, key) {
-    return new Promise((resolve) => {
-      this.#ops.set(id, { kind, resolve, key })
+    return new Promise((resolve, reject) => {
+      this.#ops.set(id, { kind, resolve, reject, key })
     })
   }
 
@@ -444,7 +445,7 @@ class MultiLevelCache {
     const copy = JSON.parse(json)
     if (slot >= 0) this.#remember(key, slot, copy)
     this.#clearFreed()
-    return { value: copy, written: r % 2 === 1 ? this.#await(id, OP_VOID) : Promise.resolve() }
+    return { value: copy, written: r % 2 === 1 ? this.#await(id, OP_VOID, key) : Promise.resolve() }
   }
 
   #clearFreed() {
@@ -479,6 +480,14 @@ class MultiLevelCache {
       if (op === undefined) continue
       ops.delete(id)
       const kind = out[i + 1]
+      if (kind === REFUSED) {
+        // Redis refused an invalidation (and the retries within the bound): it is kept for
+        // replay, and the caller learns that it has not been applied yet
+        op.reject(mlcError(Error, codes.REDIS_REFUSED,
+          `Redis refused the invalidation (${out[i + 2]}); it is retried until Redis applies it, ` +
+          'and the old value may be served until then: ' + out[i + 3], { key: op.key, redisCode: out[i + 2] }))
+        continue
+      }
       switch (op.kind) {
         case OP_VOID:
           op.resolve(undefined)

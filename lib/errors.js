@@ -16,6 +16,7 @@ const codes = Object.freeze({
   CLOSED: 'ERR_MLC_CLOSED',
   LOADER_TIMEOUT: 'ERR_MLC_LOADER_TIMEOUT',
   MISSING_DEPENDENCY: 'ERR_MLC_MISSING_DEPENDENCY',
+  REDIS_REFUSED: 'ERR_MLC_REDIS_REFUSED',
 })
 
 /**
@@ -23,12 +24,13 @@ const codes = Object.freeze({
  * @param {ErrorConstructor} Cls TypeError, RangeError or Error
  * @param {string} code one of `codes`
  * @param {string} message what is wrong and what is expected
- * @param {{ key?: string, cause?: unknown }} [extra]
+ * @param {{ key?: string, cause?: unknown, redisCode?: string }} [extra]
  */
 function mlcError(Cls, code, message, extra) {
   const err = extra && extra.cause !== undefined ? new Cls(message, { cause: extra.cause }) : new Cls(message)
   err.code = code
   if (extra && extra.key !== undefined) err.key = extra.key
+  if (extra && extra.redisCode !== undefined) err.redisCode = extra.redisCode
   return err
 }
 

@@ -204,8 +204,12 @@ pub struct NativeStats {
     /// Invalidations waiting for Redis to come back, counting one being replayed until Redis
     /// answers it.
     pub replays_pending: f64,
-    /// Invalidations dropped because too many waited.
-    pub replays_dropped: f64,
+    /// Times the replay queue overflowed and became one invalidation of the whole prefix.
+    pub replays_collapsed: f64,
+    /// Redis error replies (`OOM`, `BUSY`, `NOPERM`, ...), counted among `redis_errors`.
+    pub redis_refused: f64,
+    /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation.
+    pub invalidations_refused: f64,
 }
 
 /// Latency histograms.
@@ -482,7 +486,8 @@ impl NativeCache {
     /// Finished operations, flattened as `[id, kind, slot, json, ...]`: kind 0 done, 1 true,
     /// 2 false, 3 miss, 4 hit (`json` is the value's JSON text; `slot` is where to store the
     /// parsed value, or -1 when it was not copied into L1), 5 load (`slot` is the stampede lock
-    /// id or -1, `json` the invalidation clock token or undefined).
+    /// id or -1, `json` the invalidation clock token or undefined), 6 keyspace stats, 7 refused
+    /// (`slot` is Redis' error code, `json` its reply: the invalidation was not applied).
     #[napi]
     pub fn drain<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
         let mut completions = self.inner.take_completions();
@@ -517,6 +522,11 @@ impl NativeCache {
                     if let Some(token) = load.token {
                         out.set(base + 3, token as f64)?;
                     }
+                }
+                Outcome::Refused { code, message } => {
+                    out.set(base + 1, 7)?;
+                    out.set(base + 2, code)?;
+                    out.set(base + 3, message)?;
                 }
                 Outcome::Hit(hit) => {
                     let slot = slots.next().flatten();
@@ -627,7 +637,9 @@ impl NativeCache {
             redis_skipped: s.l2.skipped as f64,
             replayed: s.l2.replayed as f64,
             replays_pending: s.l2.replays_pending as f64,
-            replays_dropped: s.l2.replays_dropped as f64,
+            replays_collapsed: s.l2.replays_collapsed as f64,
+            redis_refused: c.redis_refused as f64,
+            invalidations_refused: c.invalidations_refused as f64,
         }
     }
 

@@ -46,15 +46,29 @@ function scope(t, opts = {}) {
       return redis
     },
     entryKey: (key, p = prefix) => `{${p}}:k:${key}`,
-    tagKey: (tag, p = prefix) => `{${p}}:t:${tag}`,
+    /** The Redis key of a tag's marker (see core/src/keys.rs). */
+    tagKey: (tag, p = prefix) => `{${p}}:m:${tag}`,
+    clockKey: (p = prefix) => `{${p}}:clock`,
     /** The parsed envelope of `key` in Redis, or null. */
     async envelope(key, p = prefix) {
       const raw = await s.redis.get(s.entryKey(key, p))
       return raw === null ? null : JSON.parse(raw)
     },
-    /** Whether Redis holds the entry of `key`. */
+    /**
+     * Whether Redis holds a live entry of `key`: present, and valid under its tags' markers
+     * (each present and not newer than the entry's birth `b`; see core/src/l2.rs). An entry
+     * invalidated by a tag stays in Redis as dead bytes until its TTL: this reads it as absent,
+     * as every process does. An independent reading of the rule, checked against the cache's.
+     */
     async inRedis(key, p = prefix) {
-      return (await s.redis.exists(s.entryKey(key, p))) === 1
+      const raw = await s.redis.get(s.entryKey(key, p))
+      if (raw === null) return false
+      const env = JSON.parse(raw)
+      for (const tag of env.t || []) {
+        const marker = await s.redis.get(s.tagKey(tag, p))
+        if (marker === null || BigInt(marker) > BigInt(env.b)) return false
+      }
+      return true
     },
     /** Every Redis key of the prefix (bounded SCAN). */
     async redisKeys(p = prefix) {

@@ -58,6 +58,8 @@ pub enum BusEvent {
     TagInvalidated(String),
     /// A stampede lock on this key was released without a value being written.
     LockReleased(String),
+    /// Every entry of the prefix was invalidated (a replay queue that overflowed).
+    AllInvalidated,
 }
 
 /// Builds a message.
@@ -67,6 +69,7 @@ pub fn encode(instance: &str, event: &BusEvent) -> String {
         BusEvent::KeyDeleted(k) => ('d', k),
         BusEvent::TagInvalidated(t) => ('t', t),
         BusEvent::LockReleased(k) => ('r', k),
+        BusEvent::AllInvalidated => return format!("{instance}|a|*"),
     };
     format!("{instance}|{op}|{name}")
 }
@@ -110,6 +113,7 @@ pub fn decode(payload: &[u8]) -> Option<Message<'_>> {
         "d" => BusEvent::KeyDeleted(name.to_string()),
         "t" => BusEvent::TagInvalidated(name.to_string()),
         "r" => BusEvent::LockReleased(name.to_string()),
+        "a" => BusEvent::AllInvalidated,
         _ => return None,
     };
     Some(Message {
@@ -311,6 +315,7 @@ mod tests {
             BusEvent::KeyDeleted("k".into()),
             BusEvent::TagInvalidated("ünï".into()),
             BusEvent::LockReleased("k".into()),
+            BusEvent::AllInvalidated,
         ] {
             let m = encode("abc", &e);
             let d = decode(m.as_bytes()).unwrap();

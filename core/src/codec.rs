@@ -3,7 +3,7 @@
 //! A Redis value is one JSON object, version first and the caller's value last:
 //!
 //! ```text
-//! {"v":1,"e":1767225600000,"l":300000,"w":8123,"t":["user:42"],"d":{"name":"Ada"}}
+//! {"v":2,"e":1767225600000,"l":300000,"w":8123,"t":["user:42"],"b":1767225599123456,"d":{"name":"Ada"}}
 //! ```
 //!
 //! - `v`: envelope version (readers treat an unknown version as a miss, so a rolling upgrade is safe);
@@ -11,6 +11,11 @@
 //! - `l`: the L1 TTL in milliseconds when the entry was written with a per-entry `ttl` (absent: the
 //!   reader's own `l1.ttl`);
 //! - `t`: the entry's tags, so a process that copies it into L1 can invalidate it by tag;
+//! - `b`: the entry's birth on the prefix's invalidation clock (see [`crate::l2`]): the clock when
+//!   a caller's write reached Redis, or the clock a loader's lookup saw before the loader ran. The
+//!   entry is valid only while every tag's marker exists and is not newer than `b`. Redis writes
+//!   it (the script puts it between [`Encoded::head`] and [`Encoded::tail`]); 0 for an entry
+//!   without tags, where it is never read;
 //! - `w`: the write's id, also named in the write's bus message, so a process that already
 //!   copied exactly this write into L1 keeps it when the message arrives;
 //! - `d`: the value, as the caller's `JSON.stringify` produced it. It is handed back to JavaScript
@@ -25,7 +30,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The current envelope version.
-pub const ENVELOPE_VERSION: u32 = 1;
+///
+/// Version 2 added `b` (tags became markers checked on read); a version-1 entry is a miss.
+pub const ENVELOPE_VERSION: u32 = 2;
 
 /// A decoded envelope, borrowing from the Redis bytes.
 #[derive(Debug, PartialEq)]
@@ -38,6 +45,8 @@ pub struct Envelope<'a> {
     pub tags: Vec<String>,
     /// The id of the write that stored it (0 when absent).
     pub write_id: u64,
+    /// Its birth on the invalidation clock (0 when absent).
+    pub born: u64,
     /// The value's JSON text.
     pub value_json: &'a str,
 }
@@ -52,6 +61,8 @@ struct Wire<'a> {
     w: u64,
     #[serde(default)]
     t: Vec<String>,
+    #[serde(default)]
+    b: u64,
     #[serde(borrow)]
     d: &'a RawValue,
 }
@@ -65,7 +76,32 @@ pub enum DecodeError {
     UnknownVersion(u32),
 }
 
-/// Builds the envelope around a value's JSON text.
+/// An envelope without its birth stamp: `head`, then the stamp, then `tail` is the stored
+/// text. Redis puts the stamp in (it knows the invalidation clock), so a value travels once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    text: String,
+    split: usize,
+}
+
+impl Encoded {
+    /// Everything before the birth stamp (ends with `"b":`).
+    pub fn head(&self) -> &str {
+        &self.text[..self.split]
+    }
+
+    /// Everything after the birth stamp (`,"d":<value>}`).
+    pub fn tail(&self) -> &str {
+        &self.text[self.split..]
+    }
+
+    /// The whole envelope with `born` put in.
+    pub fn with_born(&self, born: u64) -> String {
+        format!("{}{born}{}", self.head(), self.tail())
+    }
+}
+
+/// Builds the envelope around a value's JSON text, in two parts around its birth stamp.
 ///
 /// `value_json` must be valid JSON (the binding passes `JSON.stringify`'s output).
 pub fn encode(
@@ -74,18 +110,23 @@ pub fn encode(
     l1_ttl_ms: Option<u64>,
     write_id: u64,
     tags: &[String],
-) -> String {
+) -> Encoded {
     let tags_json = serde_json::to_string(tags).expect("strings always serialize");
-    let mut out = String::with_capacity(value_json.len() + tags_json.len() + 48);
-    let _ = write!(out, "{{\"v\":{ENVELOPE_VERSION},\"e\":{expires_at_ms}");
+    let mut text = String::with_capacity(value_json.len() + tags_json.len() + 56);
+    let _ = write!(text, "{{\"v\":{ENVELOPE_VERSION},\"e\":{expires_at_ms}");
     if let Some(l) = l1_ttl_ms {
-        let _ = write!(out, ",\"l\":{l}");
+        let _ = write!(text, ",\"l\":{l}");
     }
-    let _ = write!(
-        out,
-        ",\"w\":{write_id},\"t\":{tags_json},\"d\":{value_json}}}"
-    );
-    out
+    let _ = write!(text, ",\"w\":{write_id},\"t\":{tags_json},\"b\":");
+    let split = text.len();
+    let _ = write!(text, ",\"d\":{value_json}}}");
+    Encoded { text, split }
+}
+
+/// Whether an envelope (its first bytes suffice) was stored by write `write_id`: how a script
+/// recognizes an entry a reader found invalid, to delete exactly that one.
+pub fn write_marker(write_id: u64) -> String {
+    format!(",\"w\":{write_id},")
 }
 
 /// Reads an envelope from Redis bytes. Never panics, whatever the bytes.
@@ -103,6 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
         l1_ttl_ms: wire.l,
         tags: wire.t,
         write_id: wire.w,
+        born: wire.b,
         value_json: wire.d.get(),
     })
 }
@@ -123,14 +165,16 @@ mod tests {
             "{\"a\":[1,2,{\"b\":null}]}",
             "\"\\u2028\"",
         ] {
-            let env = encode(value, 1234, Some(50), 7, &tags);
+            let env = encode(value, 1234, Some(50), 7, &tags).with_born(1_767_225_599_123_456);
             let d = decode(env.as_bytes()).unwrap();
+            assert_eq!(d.born, 1_767_225_599_123_456);
+            assert!(env.contains(&write_marker(7)));
             assert_eq!(d.value_json, value);
             assert_eq!(d.expires_at_ms, 1234);
             assert_eq!(d.l1_ttl_ms, Some(50));
             assert_eq!(d.tags, tags);
         }
-        let env = encode("1", 9, None, 7, &[]);
+        let env = encode("1", 9, None, 7, &[]).with_born(0);
         let d = decode(env.as_bytes()).unwrap();
         assert_eq!(d.l1_ttl_ms, None);
         assert!(d.tags.is_empty());
@@ -142,11 +186,12 @@ mod tests {
             &b""[..],
             b"hello",
             b"\xff\xfe",
-            b"{\"v\":1}",
-            b"{\"v\":1,\"e\":-1,\"t\":[],\"d\":1}",
-            b"{\"v\":1,\"e\":1,\"t\":[\"\"],\"d\":1}",
-            b"{\"v\":1,\"e\":1,\"t\":[],\"d\":}",
-            b"{\"v\":1,\"e\":1,\"t\":[],\"d\":1",
+            b"{\"v\":2}",
+            b"{\"v\":2,\"e\":-1,\"t\":[],\"d\":1}",
+            b"{\"v\":2,\"e\":1,\"t\":[\"\"],\"d\":1}",
+            b"{\"v\":2,\"e\":1,\"t\":[],\"d\":}",
+            b"{\"v\":2,\"e\":1,\"t\":[],\"d\":1",
+            b"{\"v\":2,\"e\":1,\"t\":[],\"b\":-5,\"d\":1}",
             b"[1,2,3]",
         ] {
             assert_eq!(
@@ -157,8 +202,8 @@ mod tests {
             );
         }
         assert_eq!(
-            decode(b"{\"v\":2,\"e\":1,\"t\":[],\"d\":1}"),
-            Err(DecodeError::UnknownVersion(2))
+            decode(b"{\"v\":1,\"e\":1,\"t\":[],\"d\":1}"),
+            Err(DecodeError::UnknownVersion(1))
         );
     }
 }

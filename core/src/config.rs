@@ -119,9 +119,6 @@ pub struct L2Config {
     pub breaker_cooldown: Duration,
     /// TLS material for `rediss://` URLs, read at construction.
     pub tls: Option<TlsFiles>,
-    /// How long a delete or tag invalidation leaves its tombstone: `loaderTimeout + lock.ttl`,
-    /// the longest a load that started before it can still try to store its value.
-    pub tombstone_ttl: Duration,
     /// How long a write or invalidation waits for the other processes' acknowledgements on the
     /// bus (zero: it does not ask for them).
     pub ack_timeout: Duration,
@@ -266,7 +263,6 @@ impl Config {
                 breaker_threshold: threshold as u32,
                 breaker_cooldown,
                 tls,
-                tombstone_ttl: loader_timeout + lock.ttl,
                 ack_timeout,
             }),
             _ => None,

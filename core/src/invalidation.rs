@@ -261,6 +261,23 @@ impl InvalidationLog {
         };
         newer(&recent.keys, key) || tags.iter().any(|t| newer(&recent.tags, t))
     }
+
+    /// Whether `tag` was invalidated after `start` (or everything was): a marker fetched from
+    /// Redis by a read that began then may be older than what this process already knows.
+    pub fn tag_stale(&self, start: ReadStart, tag: &str) -> bool {
+        if self.tag_epoch.load(Ordering::Acquire) <= start.epoch {
+            return false;
+        }
+        if start.at.elapsed() >= HORIZON {
+            return true;
+        }
+        let recent = self.recent.lock();
+        start.epoch < recent.floor
+            || recent
+                .tags
+                .get(&self.hasher.hash_one(tag))
+                .is_some_and(|r| r.is_stale(start.epoch, 0))
+    }
 }
 
 fn prune(recent: &mut Recent, now: Instant) {
@@ -377,6 +394,23 @@ mod tests {
         assert!(
             log.is_stale(start, "k1", &[], 0),
             "older reads are still stale"
+        );
+    }
+
+    #[test]
+    fn a_tag_is_stale_only_after_its_own_invalidation() {
+        let log = InvalidationLog::new();
+        let start = log.begin();
+        log.key("t");
+        assert!(!log.tag_stale(start, "t"), "a key is not a tag");
+        log.tag("u");
+        assert!(!log.tag_stale(start, "t"));
+        assert!(log.tag_stale(start, "u"));
+        let later = log.begin();
+        log.all();
+        assert!(
+            log.tag_stale(later, "t"),
+            "clearing everything covers every tag"
         );
     }
 

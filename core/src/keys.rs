@@ -1,17 +1,19 @@
 //! The Redis key layout of one prefix.
 //!
 //! Every key of a prefix carries the Redis Cluster hash tag `{<prefix>}`, so a whole namespace
-//! lives in one cluster slot and every multi-key script (tags, locks) stays atomic there:
+//! lives in one cluster slot and every multi-key script (writes, locks) stays atomic there:
 //!
 //! | what | key | type |
 //! |---|---|---|
 //! | entry | `{<prefix>}:k:<key>` | string: the [envelope](crate::codec), `PX` = entry TTL |
-//! | tag index | `{<prefix>}:t:<tag>` | sorted set: member = entry's Redis key, score = its expiry (ms) |
-//! | stampede lock | `{<prefix>}:l:<key>` | string: the owner's random token, `PX` = lock TTL |
-//! | invalidation clock | `{<prefix>}:clock` | counter, advanced by every `del`/`invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
-//! | key tombstone | `{<prefix>}:x:k:<key>` | the clock at the key's last delete, `PX` = tombstone TTL |
-//! | tag tombstone | `{<prefix>}:x:t:<tag>` | the clock at the tag's last invalidation, same TTL |
+//! | tag marker | `{<prefix>}:m:<tag>` | string: the invalidation clock at the tag's last invalidation (or at its first use); `PX` >= the longest TTL of an entry carrying it |
+//! | stampede lock | `{<prefix>}:l:<key>` | string: the owner's token, `PX` = lock TTL; `!<token>` once a write or delete of the key made the load in progress stale |
+//! | invalidation clock | `{<prefix>}:clock` | counter, advanced by every `invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
 //! | bus channel | `{<prefix>}:bus:v<N>` | pub/sub channel; `N` is the wire-format version |
+//!
+//! An entry with tags is valid only while each tag's marker exists and is not newer than the
+//! entry's birth stamp (see [`crate::codec`]): a lost marker (evicted, expired) makes a miss,
+//! never a stale read.
 //!
 //! Two caches with different prefixes share no key and no channel.
 
@@ -47,9 +49,22 @@ impl Keyspace {
         self.join("k:", key)
     }
 
-    /// The Redis key of a tag's index.
-    pub fn tag(&self, tag: &str) -> String {
-        self.join("t:", tag)
+    /// The Redis key of a tag's marker.
+    pub fn tag_marker(&self, tag: &str) -> String {
+        self.join("m:", tag)
+    }
+
+    /// A `SCAN MATCH` pattern for every entry of the prefix (glob characters escaped).
+    pub fn entries_pattern(&self) -> String {
+        let mut s = String::with_capacity(self.base.len() + 8);
+        for c in self.base.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                s.push('\\');
+            }
+            s.push(c);
+        }
+        s.push_str("k:*");
+        s
     }
 
     /// The Redis key of a key's stampede lock.
@@ -60,16 +75,6 @@ impl Keyspace {
     /// The invalidation clock of the prefix.
     pub fn clock(&self) -> String {
         self.join("clock", "")
-    }
-
-    /// The tombstone of a deleted key.
-    pub fn key_tombstone(&self, key: &str) -> String {
-        self.join("x:k:", key)
-    }
-
-    /// The tombstone of an invalidated tag.
-    pub fn tag_tombstone(&self, tag: &str) -> String {
-        self.join("x:t:", tag)
     }
 
     /// The pub/sub channel of the invalidation bus, wire-format `version`.
@@ -86,7 +91,8 @@ mod tests {
     fn layout_is_hash_tagged_and_prefix_isolated() {
         let a = Keyspace::new("shop");
         assert_eq!(a.entry("user:42"), "{shop}:k:user:42");
-        assert_eq!(a.tag("user:42"), "{shop}:t:user:42");
+        assert_eq!(a.tag_marker("user:42"), "{shop}:m:user:42");
+        assert_eq!(Keyspace::new("a*b").entries_pattern(), "{a\\*b}:k:*");
         assert_eq!(a.lock("user:42"), "{shop}:l:user:42");
         assert_eq!(a.bus_channel(1), "{shop}:bus:v1");
         let b = Keyspace::new("shop2");

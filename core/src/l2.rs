@@ -4,23 +4,53 @@
 //! command of a cache. Every call is bounded by `redis.commandTimeout` (plus
 //! `redis.connectTimeout` while a connection is being made), so no caller ever waits on Redis
 //! without a limit. Failures come back as [`L2Error`]; the cache decides what they mean (always:
-//! slower, never broken).
+//! slower, never broken; an invalidation Redis refused is retried or rejected, never dropped).
 //!
-//! Tags are sorted sets (see [`crate::keys`]); every write that touches one runs as a Lua script,
-//! so an entry and its tag index change together or not at all.
+//! ## Tags: markers checked on read
+//! `invalidateTag` costs Redis O(1) whatever the tag's size: it advances the prefix's
+//! invalidation clock and sets the tag's marker to it. Nothing is scanned or deleted. Every
+//! entry with tags carries its birth on that clock (see [`crate::codec`]); a reader accepts it
+//! only while each of its tags has a marker not newer than the birth. So:
+//! - an entry written before an invalidation of one of its tags is dead (a miss), in every
+//!   process, from the moment Redis applied the invalidation;
+//! - a lost marker (evicted under any `maxmemory-policy`, expired, or a restart without
+//!   persistence) makes every entry carrying the tag a miss, never a stale read: a write that
+//!   finds a marker missing re-creates it at the clock's current value, newer than the birth
+//!   of every entry written before;
+//! - a loader's value is born at the clock its lookup saw, before the loader ran: if a tag was
+//!   invalidated while it loaded, the marker is newer and the value is refused (or dead on
+//!   arrival). A marker missing at that point is re-created at the clock, and the value is
+//!   accepted only if the clock has not moved since the lookup (nothing was invalidated
+//!   meanwhile, so nothing can have been lost with the marker).
+//!
+//! Readers keep the markers they fetched (see [`crate::tag_versions`]), kept fresh by the bus.
+//! Invalidated entries stay in Redis as dead bytes until their TTL, or until a lookup finds
+//! one dead and deletes it.
+//!
+//! ## Keys: the stampede lock guards a load's write
+//! A loader's value reaches Redis only while its loader still holds the key's stampede lock
+//! unchanged. A caller's `set` or `del` of the key marks the lock (`!<token>`): the load in
+//! progress read its source before that change, so its value is refused; the lock stays held
+//! until the loader ends, so one loader still runs per key. A lock lost to eviction or expiry
+//! refuses the value too: no metadata loss can let an older value in.
+//!
+//! ## Out of memory
+//! The invalidation scripts and the lookup carry `#!lua flags=allow-oom`: under
+//! `maxmemory-policy noeviction` with memory full, Redis still applies deletes and tag
+//! invalidations (they free memory or add a few bytes). Writes of values are refused there
+//! (`OOM`); the cache then deletes the key instead, so no process reads the older value.
 //!
 //! ## Behavior when Redis fails
 //! - Every command is bounded by `redis.commandTimeout` (plus `redis.connectTimeout` while a
 //!   connection is made); the connection manager reconnects by itself.
 //! - A [circuit breaker](crate::breaker) opens after `redis.breakerThreshold` consecutive
-//!   failures: for `redis.breakerCooldown` no command is sent at all ([`L2Error::Skipped`]),
-//!   then one probe decides whether to close it.
-//! - A write or invalidation that could not reach Redis is kept (up to [`MAX_REPLAYS`]) and
-//!   replayed *as an invalidation* once the breaker closes: a failed `set` or `del` deletes the
-//!   key, a failed `invalidateTag` invalidates the tag, each announced on the bus. Redis may
-//!   have kept the old value (a frozen or partitioned server); the replay removes it rather
-//!   than risk writing over a newer value. One replay waits per key or tag
-//!   ([`crate::replay`]), however often it failed.
+//!   failures to get an answer (an error reply such as `BUSY` comes at once and does not count):
+//!   for `redis.breakerCooldown` no command is sent at all ([`L2Error::Skipped`]), then one probe decides whether to close it.
+//! - An invalidation that could not reach Redis is kept and replayed *as an invalidation* once
+//!   the breaker closes: a failed `set` or `del` deletes the key, a failed `invalidateTag`
+//!   invalidates the tag, each announced on the bus. One replay waits per key or tag
+//!   ([`crate::replay`]); past [`MAX_REPLAYS`] they collapse into one invalidation of the whole
+//!   prefix, never dropped.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -32,22 +62,26 @@ use redis::{Client, Script};
 use tokio::sync::Notify;
 
 use crate::breaker::{Breaker, BreakerState, Permit};
+use crate::clock::now_us;
+use crate::codec::Encoded;
 use crate::config::L2Config;
 use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
 
+/// First line of a script Redis must run even when memory is full (`maxmemory` reached under
+/// `noeviction`): deletes, tag markers, locks. Redis >= 7.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
 /// Advances the invalidation clock and returns it as a string: one more than before, and at
-/// least the caller's wall-clock time in microseconds, so tombstones made after a restart that
-/// lost the clock still outrank every token handed out before it (a token is a clock value;
-/// this holds while the processes' clocks differ by less than Redis was down). The time comes
-/// from the caller, not from Redis' `TIME`, so the least-privilege ACL line stays as it was.
+/// least the caller's wall-clock time in microseconds, so markers made after a restart that
+/// lost the clock still outrank every birth handed out before it (this holds while the
+/// processes' clocks differ by less than Redis was down). The time comes from the caller, not
+/// from Redis' `TIME`, so the least-privilege ACL line stays short.
 /// Numbers are formatted by hand: Redis may print large Lua numbers in exponent notation.
 ///
-/// The clock lives 7 days after the last invalidation, so a prefix no longer in use (a
-/// renamed namespace, a demo run) leaves nothing behind. Losing it is safe: a lookup that finds
-/// no clock gets token 0, which every tombstone refuses, and the next invalidation starts it
-/// again at the wall clock, above every token handed out before.
+/// The clock lives 7 days after the last invalidation, so a prefix no longer in use leaves
+/// nothing behind. Losing it is safe: the next invalidation starts it again at the wall clock.
 const ADVANCE_CLOCK: &str = r"
 local CLOCK_TTL_MS = 604800000
 local function advance_clock(clock_key, now_us)
@@ -63,119 +97,139 @@ local function advance_clock(clock_key, now_us)
 end
 ";
 
-/// Deletes every live entry that still carries a tag, then the tag's index, leaves a tombstone
-/// (the advanced invalidation clock) and announces it on the bus. Replies how many subscribers
-/// received the announcement. An index member whose entry
-/// was re-written without the tag (or deleted) is skipped: the check reads only the envelope's
-/// head, where `"t":[...]` sits before the value.
-/// KEYS: tag index, clock, tag tombstone; ARGV: now ms, channel, message, the tag as a JSON
-/// string, tombstone TTL ms, now µs.
-const INVALIDATE_TAG: &str = r#"
-local clock = advance_clock(KEYS[2], ARGV[6])
-redis.call('SET', KEYS[3], clock, 'PX', ARGV[5])
-local needle = ARGV[4]
-local function tags_of(key, limit)
-  local head = redis.call('GETRANGE', key, 0, limit)
-  local s = string.find(head, ',"t":[', 1, true)
-  if not s then return nil end
-  local e = string.find(head, '],"d":', s, true)
-  if not e then return nil end
-  return string.sub(head, s + 5, e)
+/// Marks a key's stampede lock (`!<owner token>`, same TTL): the load in progress read its
+/// source before this write or delete, so its value must not be stored. The owner still
+/// extends and releases it; nobody else can take it meanwhile.
+const MARK_LOCK: &str = r"
+local function mark_lock(lock_key)
+  local owner = redis.call('GET', lock_key)
+  if owner and string.sub(owner, 1, 1) ~= '!' then
+    redis.call('SET', lock_key, '!' .. owner, 'KEEPTTL')
+  end
 end
-local function carries(key)
-  local list = tags_of(key, 4095) or tags_of(key, 524287)
-  if not list then return false end
-  return string.find(list, '[' .. needle .. ',', 1, true) ~= nil
-    or string.find(list, ',' .. needle .. ',', 1, true) ~= nil
-    or string.find(list, '[' .. needle .. ']', 1, true) ~= nil
-    or string.find(list, ',' .. needle .. ']', 1, true) ~= nil
-end
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf')
-local doomed = {}
-for _, key in ipairs(members) do
-  if carries(key) then doomed[#doomed + 1] = key end
-end
-for i = 1, #doomed, 1000 do
-  redis.call('UNLINK', unpack(doomed, i, math.min(i + 999, #doomed)))
-end
-redis.call('UNLINK', KEYS[1])
-return redis.call('PUBLISH', ARGV[2], ARGV[3])
-"#;
+";
 
-/// Deletes an entry, leaves a tombstone (the advanced invalidation clock) and announces it.
-/// Replies how many subscribers received the announcement.
-/// KEYS: entry, clock, key tombstone; ARGV: channel, message, tombstone TTL ms, now µs.
+/// Invalidates a tag: advances the clock and sets the tag's marker to it (O(1), whatever the
+/// number of entries carrying it), then announces it. Replies how many subscribers received
+/// the announcement. The marker keeps its TTL (entries carrying the tag keep it alive); a
+/// marker that had none gets `ARGV[4]`.
+/// KEYS: clock, marker; ARGV: now µs, channel, message, marker TTL ms.
+const INVALIDATE_TAG: &str = r"
+local clock = advance_clock(KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], clock, 'KEEPTTL')
+if redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
+";
+
+/// Deletes an entry, marks a load in progress of the key stale, and announces it. Replies
+/// how many subscribers received the announcement.
+/// KEYS: entry, lock; ARGV: channel, message.
 const DELETE: &str = r"
-local clock = advance_clock(KEYS[2], ARGV[4])
-redis.call('SET', KEYS[3], clock, 'PX', ARGV[3])
 redis.call('UNLINK', KEYS[1])
+mark_lock(KEYS[2])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 ";
 
 /// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
-/// it is free, with the invalidation clock (the load's token). Replies {1, value},
-/// {2, clock} (lock taken by us) or {3, clock} (someone else holds it).
-/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms.
+/// it is free, with the invalidation clock (the load's birth). Replies {1, value}, {2, clock}
+/// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
+/// of an entry the caller found invalidated by a tag, or `*` for an unreadable one), that
+/// entry is deleted and treated as absent; any other value is returned.
+/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or ''.
 const READ_OR_LOCK: &str = r"
 local v = redis.call('GET', KEYS[1])
-if v then return {1, v} end
+if v then
+  local dead = ARGV[3] == '*'
+    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
+  if not dead then return {1, v} end
+  redis.call('UNLINK', KEYS[1])
+end
 local clock = tonumber(redis.call('GET', KEYS[3]) or '0')
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, clock} end
 return {3, clock}
 ";
 
-/// Stores an entry, adds it to its tags' indexes (pruning expired members and keeping each
-/// index alive as long as its longest-lived entry) and announces it on the bus. With a load
-/// token >= 0 (the invalidation clock a lookup saw before a loader call), it first refuses the
-/// value if the key or one of its tags has a newer tombstone: the value may predate that
-/// invalidation, and writing it would undo it. Replies {1, receivers of the announcement} when
-/// stored, {0, 0} when refused.
-/// When it stores the value it also releases the loader's stampede lock, if it still owns it
-/// (one round trip for the whole end of a load).
-/// KEYS: entry, key tombstone, stampede lock, then per tag: index, tombstone;
-/// ARGV: envelope, ttl ms, now ms, expires-at ms, channel, message, token (-1: unconditional),
-/// lock token ('' for none).
+/// Stores an entry and announces it on the bus, in one step with its tags' markers.
+///
+/// A caller's write (`ARGV[6]` = '') is born at the clock now and marks a load in progress of
+/// the key stale. A loader's write (`ARGV[6]` = the clock its lookup saw) is stored only while
+/// the loader still holds the key's lock unchanged (`ARGV[7]`) and no tag was invalidated since
+/// the lookup; storing it releases the lock. A missing marker is created at the clock; each
+/// marker lives at least as long as the entry. Replies {1, receivers} when stored, {0, 0} when
+/// refused.
+/// KEYS: entry, lock, clock, then one marker per tag;
+/// ARGV: envelope head, envelope tail, ttl ms, channel, message, load birth or '', lock token
+/// or '', now µs.
 const SET_ENTRY: &str = r"
-local token = tonumber(ARGV[7])
-if token >= 0 then
-  if tonumber(redis.call('GET', KEYS[2]) or '0') > token then return {0, 0} end
-  for i = 4, #KEYS, 2 do
-    if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > token then return {0, 0} end
+local ttl = tonumber(ARGV[3])
+local load = ARGV[6] ~= ''
+if load and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {0, 0} end
+local born = '0'
+if #KEYS > 3 then
+  local clock = redis.call('GET', KEYS[3])
+  if load then
+    born = ARGV[6]
+  else
+    if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
+    born = clock
+  end
+  for i = 4, #KEYS do
+    local m = redis.call('GET', KEYS[i])
+    if not m then
+      if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
+      m = clock
+      redis.call('SET', KEYS[i], m, 'PX', ttl)
+    elseif redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+    if tonumber(m) > tonumber(born) then
+      if load then return {0, 0} end
+      -- a marker ahead of the clock (a clock lost and restarted lower): the clock moves up
+      redis.call('SET', KEYS[3], m, 'PX', CLOCK_TTL_MS)
+      born = m
+    end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if ARGV[8] ~= '' and redis.call('GET', KEYS[3]) == ARGV[8] then
-  redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
+if load then
+  redis.call('DEL', KEYS[2])
+else
+  mark_lock(KEYS[2])
 end
-local ttl = tonumber(ARGV[2])
-for i = 4, #KEYS, 2 do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[3])
-  redis.call('ZADD', KEYS[i], ARGV[4], KEYS[1])
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return {1, redis.call('PUBLISH', ARGV[5], ARGV[6])}
+return {1, redis.call('PUBLISH', ARGV[4], ARGV[5])}
 ";
 
-/// Extends a lock only if we still own it. KEYS: lock; ARGV: token, ttl ms.
+/// Extends a lock only if we still own it (marked or not). KEYS: lock; ARGV: token, ttl ms.
 const EXTEND_LOCK: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or owner == '!' .. ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 ";
 
-/// Releases a lock only if we still own it (compare-and-delete); optionally announces it.
-/// KEYS: lock; ARGV: token, channel, message ('' for none).
+/// Releases a lock only if we still own it, marked or not (compare-and-delete); optionally
+/// announces it. KEYS: lock; ARGV: token, channel, message ('' for none).
 const RELEASE_LOCK: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or owner == '!' .. ARGV[1] then
   redis.call('DEL', KEYS[1])
   if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
   return 1
 end
 return 0
 ";
+
+/// An entry a lookup found unusable, to be deleted by the next lookup (if it is still there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    /// The entry stored by this write was found invalidated by one of its tags.
+    Write(u64),
+    /// The value under the key is not a readable envelope (corrupt, or of another version).
+    Unreadable,
+}
 
 /// The answer of [`L2::read_or_lock`].
 #[derive(Debug, PartialEq, Eq)]
@@ -195,17 +249,84 @@ pub enum L2Error {
     Timeout,
     /// No connection (refused, dropped, not yet made).
     Unavailable(String),
-    /// Redis answered with an error (script, permission, ...).
-    Redis(String),
+    /// Redis answered with an error reply: its code (`BUSY`, `OOM`, `NOPERM`, `WRONGPASS`,
+    /// ...) and the whole reply.
+    Refused {
+        /// The reply's first word.
+        code: String,
+        /// The reply.
+        message: String,
+    },
+    /// Something this side could not use (a URL it cannot parse, a reply of the wrong shape).
+    Invalid(String),
     /// Not sent: the circuit breaker is open.
     Skipped,
 }
 
+/// Refusals that end by themselves (a script of another client running, memory full, a
+/// server loading its data or not yet promoted): an invalidation refused this way is retried.
+const TRANSIENT_REFUSALS: &[&str] = &[
+    "BUSY",
+    "OOM",
+    "LOADING",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+];
+
 impl L2Error {
-    /// Whether a write that failed this way should be replayed (as an invalidation) once Redis
-    /// is back: true unless Redis itself refused it.
+    /// Whether Redis could not be reached at all (no answer, no connection, breaker open): a
+    /// write that failed this way is replayed (as an invalidation) once Redis is back.
     pub fn is_availability(&self) -> bool {
-        !matches!(self, L2Error::Redis(_))
+        matches!(
+            self,
+            L2Error::Timeout | L2Error::Unavailable(_) | L2Error::Skipped
+        )
+    }
+
+    /// Whether Redis refused the command for a while only (`BUSY`, `OOM`, `LOADING`,
+    /// `READONLY`, ...): trying again later can succeed.
+    pub fn is_transient_refusal(&self) -> bool {
+        matches!(self, L2Error::Refused { code, .. } if TRANSIENT_REFUSALS.contains(&code.as_str()))
+    }
+
+    /// A short stable name: Redis' error code, or `TIMEOUT`, `UNAVAILABLE`, `INVALID`, `SKIPPED`.
+    pub fn code(&self) -> &str {
+        match self {
+            L2Error::Timeout => "TIMEOUT",
+            L2Error::Unavailable(_) => "UNAVAILABLE",
+            L2Error::Refused { code, .. } => code,
+            L2Error::Invalid(_) => "INVALID",
+            L2Error::Skipped => "SKIPPED",
+        }
+    }
+
+    fn from_redis(e: redis::RedisError) -> L2Error {
+        if e.is_timeout() {
+            return L2Error::Timeout;
+        }
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_unrecoverable_error()
+        {
+            return L2Error::Unavailable(e.to_string());
+        }
+        let message = e.to_string();
+        match e.code() {
+            // a command a script may not run under the user's ACL comes back as ERR
+            Some("ERR") if message.contains("can't run this command") => L2Error::Refused {
+                code: "NOPERM".into(),
+                message,
+            },
+            Some(code) => L2Error::Refused {
+                code: code.to_string(),
+                message,
+            },
+            None => L2Error::Invalid(message),
+        }
     }
 }
 
@@ -214,7 +335,8 @@ impl std::fmt::Display for L2Error {
         match self {
             L2Error::Timeout => write!(f, "Redis did not answer in time"),
             L2Error::Unavailable(e) => write!(f, "Redis unavailable: {e}"),
-            L2Error::Redis(e) => write!(f, "Redis error: {e}"),
+            L2Error::Refused { message, .. } => write!(f, "Redis refused: {message}"),
+            L2Error::Invalid(e) => write!(f, "Redis error: {e}"),
             L2Error::Skipped => write!(f, "Redis skipped: circuit breaker open"),
         }
     }
@@ -223,8 +345,8 @@ impl std::fmt::Display for L2Error {
 /// What [`L2::on_replayed`] calls.
 pub type ReplayHook = Box<dyn Fn(&Replay) + Send + Sync>;
 
-/// Keys and tags whose failed invalidations are kept for replay; beyond this the oldest are
-/// dropped (and counted).
+/// Distinct keys and tags whose failed invalidations are kept for replay; beyond this they
+/// collapse into one invalidation of the whole prefix ([`Replay::All`]).
 pub const MAX_REPLAYS: usize = 10_000;
 
 /// Counters of the Redis layer.
@@ -236,8 +358,8 @@ pub struct L2Counters {
     pub breaker_opened: u64,
     /// Invalidations replayed after Redis came back.
     pub replayed: u64,
-    /// Invalidations dropped because the replay queue was full.
-    pub replays_dropped: u64,
+    /// Times the replay queue overflowed and became one invalidation of the whole prefix.
+    pub replays_collapsed: u64,
     /// Invalidations waiting for Redis, counting one being replayed until Redis answers it.
     pub replays_pending: u64,
 }
@@ -270,6 +392,8 @@ pub struct L2 {
     channel: String,
     breaker: Breaker,
     replays: Mutex<ReplayQueue>,
+    /// the announcement of [`Replay::All`], what the queue becomes when it overflows
+    all_notice: String,
     /// `replays.len()`, readable without the lock
     replays_waiting: AtomicUsize,
     /// Replays taken off the queue and not yet answered (0 or 1: one task replays); counted
@@ -281,12 +405,13 @@ pub struct L2 {
     on_replayed: Mutex<Option<ReplayHook>>,
     skipped: AtomicU64,
     replayed: AtomicU64,
-    replays_dropped: AtomicU64,
+    replays_collapsed: AtomicU64,
     invalidate_tag: Script,
     read_or_lock: Script,
     set_entry: Script,
     delete: Script,
-    tombstone_ttl: Duration,
+    /// TTL of a tag marker created by an invalidation (the default entry TTL)
+    marker_ttl: Duration,
     extend_lock: Script,
     release_lock: Script,
 }
@@ -314,19 +439,33 @@ impl Drop for Report<'_> {
     }
 }
 
+/// How a loader's value is written: the lookup's clock (its birth) and the stampede lock's
+/// token, which must still be held unchanged.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedWrite<'a> {
+    /// The invalidation clock the lookup saw before the loader ran.
+    pub born: u64,
+    /// The token of the stampede lock the loader holds.
+    pub lock_token: &'a str,
+}
+
+/// The most `SCAN` rounds of one invalidation of the whole prefix (1 000 keys a round).
+const MAX_PURGE_ROUNDS: usize = 1_000_000;
+
 impl L2 {
     /// Prepares the connection; it is made in the background and awaited by the first command
     /// (within `connect_timeout`). Must be called inside a tokio runtime, which also runs the
-    /// replay of failed invalidations whenever the breaker closes again.
-    pub fn new(config: &L2Config, keys: Keyspace) -> Result<Arc<L2>, L2Error> {
-        let client = client(config).map_err(|e| L2Error::Redis(e.to_string()))?;
+    /// replay of failed invalidations whenever the breaker closes again. `all_notice` is the
+    /// bus announcement of an invalidation of the whole prefix.
+    pub fn new(config: &L2Config, keys: Keyspace, all_notice: String) -> Result<Arc<L2>, L2Error> {
+        let client = client(config).map_err(|e| L2Error::Invalid(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| L2Error::Redis(e.to_string()))?;
+            .map_err(|e| L2Error::Invalid(e.to_string()))?;
         let l2 = Arc::new(L2 {
             conn,
             bound: config.connect_timeout + config.command_timeout,
@@ -334,20 +473,21 @@ impl L2 {
             keys,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             replays: Mutex::new(ReplayQueue::new(MAX_REPLAYS)),
+            all_notice,
             replays_waiting: AtomicUsize::new(0),
             replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
             on_replayed: Mutex::new(None),
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
-            replays_dropped: AtomicU64::new(0),
-            invalidate_tag: Script::new(&format!("{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
-            read_or_lock: Script::new(READ_OR_LOCK),
-            set_entry: Script::new(SET_ENTRY),
-            delete: Script::new(&format!("{ADVANCE_CLOCK}{DELETE}")),
-            tombstone_ttl: config.tombstone_ttl,
-            extend_lock: Script::new(EXTEND_LOCK),
-            release_lock: Script::new(RELEASE_LOCK),
+            replays_collapsed: AtomicU64::new(0),
+            invalidate_tag: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
+            read_or_lock: Script::new(&format!("{ALLOW_OOM}{READ_OR_LOCK}")),
+            set_entry: Script::new(&format!("{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
+            delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
+            marker_ttl: config.ttl,
+            extend_lock: Script::new(&format!("{ALLOW_OOM}{EXTEND_LOCK}")),
+            release_lock: Script::new(&format!("{ALLOW_OOM}{RELEASE_LOCK}")),
         });
         tokio::spawn(replay_when_recovered(
             Arc::downgrade(&l2),
@@ -377,7 +517,7 @@ impl L2 {
             skipped: self.skipped.load(Ordering::Relaxed),
             breaker_opened: self.breaker.times_opened(),
             replayed: self.replayed.load(Ordering::Relaxed),
-            replays_dropped: self.replays_dropped.load(Ordering::Relaxed),
+            replays_collapsed: self.replays_collapsed.load(Ordering::Relaxed),
             replays_pending: {
                 let q = self.replays.lock();
                 (q.len() + self.replays_in_flight.load(Ordering::Relaxed)) as u64
@@ -390,11 +530,13 @@ impl L2 {
         *self.on_replayed.lock() = Some(hook);
     }
 
-    /// Keeps an invalidation that could not reach Redis, to replay it when Redis is back.
+    /// Keeps an invalidation that Redis did not apply, to replay it until Redis does. Never
+    /// drops one: past [`MAX_REPLAYS`] distinct keys and tags, the queue becomes one
+    /// invalidation of the whole prefix.
     pub fn queue_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
-        if q.push(replay) == Pushed::DroppedOldest {
-            self.replays_dropped.fetch_add(1, Ordering::Relaxed);
+        if q.push(replay, &self.all_notice) == Pushed::Collapsed {
+            self.replays_collapsed.fetch_add(1, Ordering::Relaxed);
         }
         self.replays_waiting.store(q.len(), Ordering::Relaxed);
         drop(q);
@@ -418,20 +560,12 @@ impl L2 {
         };
         let result = match tokio::time::timeout(self.bound, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.is_timeout() => Err(L2Error::Timeout),
-            Ok(Err(e))
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error() =>
-            {
-                Err(L2Error::Unavailable(e.to_string()))
-            }
-            Ok(Err(e)) => Err(L2Error::Redis(e.to_string())),
+            Ok(Err(e)) => Err(L2Error::from_redis(e)),
             Err(_) => Err(L2Error::Timeout),
         };
         report.done = true;
         match &result {
+            // an error reply comes at once: only silence and lost connections open the breaker
             Err(e) if e.is_availability() => self.breaker.failure(permit),
             _ => {
                 let closed_again = self.breaker.success(permit);
@@ -448,10 +582,8 @@ impl L2 {
     pub async fn apply(&self, inv: &Replay) -> Result<u64, L2Error> {
         match inv {
             Replay::Del { key, notice } => self.del(key, notice).await,
-            Replay::Tag { tag, notice } => {
-                self.invalidate_tag(tag, crate::cache::now_ms(), notice)
-                    .await
-            }
+            Replay::Tag { tag, notice } => self.invalidate_tag(tag, notice).await,
+            Replay::All { notice } => self.invalidate_all(notice).await,
         }
     }
 
@@ -467,16 +599,14 @@ impl L2 {
         next
     }
 
-    /// A replay taken off the queue was answered (applied or refused).
-    fn replay_done(&self, applied: bool) {
+    /// A replay taken off the queue was applied.
+    fn replay_done(&self) {
         let _q = self.replays.lock();
-        if applied {
-            self.replayed.fetch_add(1, Ordering::Relaxed);
-        }
+        self.replayed.fetch_add(1, Ordering::Relaxed);
         self.replays_in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Puts a replay Redis could not take back at the front of the queue.
+    /// Puts a replay Redis did not apply back at the front of the queue.
     fn unpop_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
         q.unpop(replay);
@@ -485,6 +615,8 @@ impl L2 {
     }
 
     /// Replays queued invalidations (oldest first) until the queue is empty or Redis fails.
+    /// One Redis refused stays queued too (a later try may pass: memory freed, a script
+    /// ended, a permission granted); the task tries again every [`REPLAY_RETRY`].
     async fn replay(&self) {
         // bounded: at most the queue's length when the replay started
         let n = self.replays.lock().len();
@@ -497,15 +629,20 @@ impl L2 {
                     if let Some(hook) = &*self.on_replayed.lock() {
                         hook(&next);
                     }
-                    self.replay_done(true);
+                    self.replay_done();
                 }
-                Err(e) if e.is_availability() => {
+                Err(_) => {
                     self.unpop_replay(next);
                     return;
                 }
-                Err(_) => self.replay_done(false), // Redis refused it: replaying again cannot help
             }
         }
+    }
+
+    /// Whether invalidations wait for Redis.
+    pub fn replays_waiting(&self) -> bool {
+        self.replays_waiting.load(Ordering::Relaxed) > 0
+            || self.replays_in_flight.load(Ordering::Relaxed) > 0
     }
 
     /// Redis' own hit counters (`keyspace_hits`, `keyspace_misses` of `INFO stats`).
@@ -542,89 +679,93 @@ impl L2 {
             .await
     }
 
-    /// Stores an envelope for `ttl`, indexed under `tags` (expiring at `expires_at_ms`), and
-    /// publishes `notice` on the bus in the same round trip. With a load `token` (the clock of
-    /// the lookup that led to a loader call), the value is stored only if neither the key nor a
-    /// tag was invalidated since; with `lock_token`, storing it also releases the loader's
-    /// stampede lock. Returns how many subscribers received `notice` when it was stored, `None`
-    /// when it was refused.
-    #[allow(clippy::too_many_arguments)]
+    /// The markers of several tags in one round trip: `None` for a missing (or unreadable)
+    /// marker, which makes every entry carrying the tag invalid.
+    pub async fn markers(&self, tags: &[String]) -> Result<Vec<Option<u64>>, L2Error> {
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for tag in tags {
+            cmd.arg(self.keys.tag_marker(tag));
+        }
+        let raw: Vec<Option<String>> = self.bounded(cmd.query_async(&mut c)).await?;
+        if raw.len() != tags.len() {
+            return Err(L2Error::Invalid("MGET answered the wrong count".into()));
+        }
+        Ok(raw
+            .into_iter()
+            .map(|m| m.and_then(|m| m.parse::<u64>().ok()))
+            .collect())
+    }
+
+    /// Stores an envelope for `ttl` and publishes `notice` on the bus in the same round trip,
+    /// with its tags' markers (see the module doc). A caller's write (`load` `None`) is born at
+    /// the clock now; a loader's value only while its lock is held and no tag was invalidated
+    /// since its lookup. Returns how many subscribers received `notice` when it was stored,
+    /// `None` when it was refused.
     pub async fn set(
         &self,
         key: &str,
-        envelope: &str,
+        envelope: &Encoded,
         ttl: Duration,
         tags: &[String],
-        now_ms: u64,
-        expires_at_ms: u64,
         notice: &str,
-        token: Option<u64>,
-        lock_token: Option<&str>,
+        load: Option<LoadedWrite<'_>>,
     ) -> Result<Option<u64>, L2Error> {
         let mut c = self.conn.clone();
-        let k = self.keys.entry(key);
-        let ttl_ms = ttl.as_millis() as u64;
-        if token.is_none() && lock_token.is_none() && tags.is_empty() {
-            // the common plain write: no script needed
-            let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(&k)
-                .arg(envelope)
-                .arg("PX")
-                .arg(ttl_ms)
-                .ignore();
-            pipe.cmd("PUBLISH").arg(&self.channel).arg(notice);
-            return self
-                .bounded(pipe.query_async::<(u64,)>(&mut c))
-                .await
-                .map(|(receivers,)| Some(receivers));
-        }
-        let mut inv = self.set_entry.key(&k);
-        inv.key(self.keys.key_tombstone(key))
-            .key(self.keys.lock(key));
+        let mut inv = self.set_entry.key(self.keys.entry(key));
+        inv.key(self.keys.lock(key)).key(self.keys.clock());
         for tag in tags {
-            inv.key(self.keys.tag(tag))
-                .key(self.keys.tag_tombstone(tag));
+            inv.key(self.keys.tag_marker(tag));
         }
-        inv.arg(envelope).arg(ttl_ms).arg(now_ms).arg(expires_at_ms);
+        inv.arg(envelope.head())
+            .arg(envelope.tail())
+            .arg(ttl.as_millis() as u64);
         inv.arg(&self.channel).arg(notice);
-        inv.arg(token.map_or(-1, |t| t as i64));
-        inv.arg(lock_token.unwrap_or(""));
+        match load {
+            Some(l) => inv.arg(l.born).arg(l.lock_token),
+            None => inv.arg("").arg(""),
+        };
+        inv.arg(now_us());
         self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
             .await
             .map(|(stored, receivers)| (stored == 1).then_some(receivers))
     }
 
-    /// Deletes `key`, leaves its tombstone and publishes `notice` on the bus. Returns how many
-    /// subscribers received `notice`.
+    /// Deletes `key` (marking a load in progress of it stale) and publishes `notice` on the
+    /// bus. Returns how many subscribers received `notice`.
     pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
         let mut c = self.conn.clone();
         let mut inv = self.delete.key(self.keys.entry(key));
-        inv.key(self.keys.clock()).key(self.keys.key_tombstone(key));
-        inv.arg(&self.channel)
-            .arg(notice)
-            .arg(self.tombstone_ttl.as_millis() as u64)
-            .arg(now_us());
+        inv.key(self.keys.lock(key));
+        inv.arg(&self.channel).arg(notice);
         self.bounded(inv.invoke_async::<u64>(&mut c)).await
     }
 
     /// The value of `key` if present, else tries to take its lock with `token` for `ttl`.
+    /// `discard`: an entry the caller found unusable; if it is still there, it is deleted and
+    /// counts as absent.
     pub async fn read_or_lock(
         &self,
         key: &str,
         token: &str,
         ttl: Duration,
+        discard: Option<Discard>,
     ) -> Result<ReadOrLock, L2Error> {
         let mut c = self.conn.clone();
         let mut inv = self.read_or_lock.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         inv.arg(token).arg(ttl.as_millis() as u64);
+        inv.arg(match discard {
+            None => String::new(),
+            Some(Discard::Write(id)) => crate::codec::write_marker(id),
+            Some(Discard::Unreadable) => "*".to_string(),
+        });
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
         match reply.as_slice() {
             [redis::Value::Int(1), redis::Value::BulkString(v)] => Ok(ReadOrLock::Value(v.clone())),
             [redis::Value::Int(2), redis::Value::Int(c)] => Ok(ReadOrLock::Acquired(*c as u64)),
             [redis::Value::Int(3), redis::Value::Int(c)] => Ok(ReadOrLock::Busy(*c as u64)),
-            other => Err(L2Error::Redis(format!(
+            other => Err(L2Error::Invalid(format!(
                 "unexpected reply to read-or-lock: {other:?}"
             ))),
         }
@@ -660,30 +801,65 @@ impl L2 {
             .map(|n| n == 1)
     }
 
-    /// Whether `key` exists.
-    pub async fn exists(&self, key: &str) -> Result<bool, L2Error> {
+    /// The raw envelope of `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, L2Error> {
         let mut c = self.conn.clone();
         let k = self.keys.entry(key);
-        self.bounded(redis::cmd("EXISTS").arg(&k).query_async::<u64>(&mut c))
-            .await
-            .map(|n| n > 0)
+        self.bounded(
+            redis::cmd("GET")
+                .arg(&k)
+                .query_async::<Option<Vec<u8>>>(&mut c),
+        )
+        .await
     }
 
-    /// Deletes every entry tagged `tag` and publishes `notice`. Returns how many subscribers
-    /// received `notice`.
-    pub async fn invalidate_tag(
-        &self,
-        tag: &str,
-        now_ms: u64,
-        notice: &str,
-    ) -> Result<u64, L2Error> {
+    /// Invalidates every entry tagged `tag` (O(1): its marker moves to the advanced clock) and
+    /// publishes `notice`. Returns how many subscribers received `notice`.
+    pub async fn invalidate_tag(&self, tag: &str, notice: &str) -> Result<u64, L2Error> {
         let mut c = self.conn.clone();
-        let mut inv = self.invalidate_tag.key(self.keys.tag(tag));
-        inv.key(self.keys.clock()).key(self.keys.tag_tombstone(tag));
-        let needle = serde_json::to_string(tag).expect("strings always serialize");
-        inv.arg(now_ms).arg(&self.channel).arg(notice).arg(needle);
-        inv.arg(self.tombstone_ttl.as_millis() as u64).arg(now_us());
+        let mut inv = self.invalidate_tag.key(self.keys.clock());
+        inv.key(self.keys.tag_marker(tag));
+        inv.arg(now_us()).arg(&self.channel).arg(notice);
+        inv.arg(self.marker_ttl.as_millis() as u64);
         self.bounded(inv.invoke_async::<u64>(&mut c)).await
+    }
+
+    /// Deletes every entry of the prefix (`SCAN` + `UNLINK`, 1 000 keys a command, so Redis
+    /// stays responsive), then publishes `notice` (every process empties its L1). The fallback
+    /// of a replay queue that overflowed. Returns how many subscribers received `notice`.
+    pub async fn invalidate_all(&self, notice: &str) -> Result<u64, L2Error> {
+        let mut c = self.conn.clone();
+        let pattern = self.keys.entries_pattern();
+        let mut cursor: u64 = 0;
+        // bounded: MAX_PURGE_ROUNDS rounds, each bounded by the command timeout
+        for _ in 0..MAX_PURGE_ROUNDS {
+            let (next, found): (u64, Vec<String>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut c),
+                )
+                .await?;
+            if !found.is_empty() {
+                self.bounded(redis::cmd("UNLINK").arg(&found).query_async::<u64>(&mut c))
+                    .await?;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.bounded(
+            redis::cmd("PUBLISH")
+                .arg(&self.channel)
+                .arg(notice)
+                .query_async::<u64>(&mut c),
+        )
+        .await
     }
 
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
@@ -721,13 +897,6 @@ async fn replay_when_recovered(l2: Weak<L2>, recovered: Arc<Notify>) {
             l2.replay().await;
         }
     }
-}
-
-/// Wall-clock microseconds since the Unix epoch (the floor of the invalidation clock).
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// How often waiting replays are retried when nothing else reaches Redis.

@@ -13,8 +13,12 @@
 //! - [`bus`]: the pub/sub invalidation bus between processes.
 //! - [`codec`]: the envelope a value travels in through Redis.
 //! - [`invalidation`]: the memory that keeps racing reads from refilling L1 with stale data.
+//! - [`tag_versions`]: the tag markers this process knows, to judge tagged entries read from Redis.
+//! - [`key_order`]: the writes of one key reach Redis in program order.
 //! - [`metrics`]: event counters.
-//! - [`cache`]: the orchestrator and its completion queue.
+//! - [`cache`]: the orchestrator (the `Cache` facade), its completion queue, read batcher,
+//!   locking reads and write barrier.
+//! - [`clock`]: wall-clock time in Unix milliseconds and microseconds (imports nothing).
 //! - [`runtime`]: the process-wide tokio runtime.
 //! - [`error`]: error codes and classes.
 
@@ -22,10 +26,12 @@ pub mod acks;
 pub mod breaker;
 pub mod bus;
 pub mod cache;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod error;
 pub mod invalidation;
+pub mod key_order;
 pub mod keys;
 pub mod l1;
 pub mod l2;
@@ -33,3 +39,4 @@ pub mod lock;
 pub mod metrics;
 pub mod replay;
 pub mod runtime;
+pub mod tag_versions;

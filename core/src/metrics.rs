@@ -43,6 +43,11 @@ counters! {
     tag_invalidations,
     /// Redis commands that failed or timed out.
     redis_errors,
+    /// Redis error replies (`OOM`, `BUSY`, `NOPERM`, ...): counted in `redis_errors` too.
+    redis_refused,
+    /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation for
+    /// longer than the retry bound (or for good, `NOPERM`); each stays queued for replay.
+    invalidations_refused,
     /// Values under the prefix that were not a readable envelope (treated as misses).
     redis_corrupt_values,
     /// Redis answers not copied into L1 because an invalidation raced with them.

@@ -6,6 +6,11 @@
 //! failure of the same key or tag only replaces the announcement it will send (the latest
 //! operation's), in the place of the first. A Redis outage under load fails thousands of
 //! writes of the same hot keys; they cost one replay each once Redis is back.
+//!
+//! Nothing is ever dropped. When more distinct keys and tags wait than the queue holds, they
+//! collapse into one coarser invalidation that covers them all: [`Replay::All`], which deletes
+//! every entry of the prefix and empties every process's L1 (FusionCache's `Clear`, used as the
+//! safe fallback). Slower to recover from, never stale.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,6 +32,11 @@ pub enum Replay {
         /// Its bus announcement.
         notice: String,
     },
+    /// Invalidate every entry of the prefix: what the queue becomes when it overflows.
+    All {
+        /// Its bus announcement.
+        notice: String,
+    },
 }
 
 /// What a replay invalidates: a key or a tag.
@@ -34,6 +44,7 @@ pub enum Replay {
 enum Target {
     Key(String),
     Tag(String),
+    All,
 }
 
 impl Replay {
@@ -41,6 +52,7 @@ impl Replay {
         match self {
             Replay::Del { key, notice } => (Target::Key(key), notice),
             Replay::Tag { tag, notice } => (Target::Tag(tag), notice),
+            Replay::All { notice } => (Target::All, notice),
         }
     }
 
@@ -48,12 +60,13 @@ impl Replay {
         match target {
             Target::Key(key) => Replay::Del { key, notice },
             Target::Tag(tag) => Replay::Tag { tag, notice },
+            Target::All => Replay::All { notice },
         }
     }
 }
 
-/// The queue: oldest first, one entry per key or tag, at most `capacity` entries (beyond, the
-/// oldest is dropped).
+/// The queue: oldest first, one entry per key or tag, at most `capacity` entries (beyond, they
+/// all become one [`Replay::All`]).
 #[derive(Debug)]
 pub struct ReplayQueue {
     order: VecDeque<Target>,
@@ -68,8 +81,8 @@ pub enum Pushed {
     Queued,
     /// The key or tag was already waiting: its announcement was replaced.
     Merged,
-    /// A new entry, and the oldest was dropped to make room.
-    DroppedOldest,
+    /// The queue was full: everything waiting became one [`Replay::All`].
+    Collapsed,
 }
 
 impl ReplayQueue {
@@ -92,23 +105,36 @@ impl ReplayQueue {
         self.order.is_empty()
     }
 
-    /// Adds an invalidation, or merges it into the waiting one of the same key or tag.
-    pub fn push(&mut self, replay: Replay) -> Pushed {
+    /// Adds an invalidation, or merges it into the waiting one of the same key or tag (or into
+    /// a waiting [`Replay::All`], which covers everything). `all_notice` is the announcement of
+    /// the [`Replay::All`] the queue becomes when it is full.
+    pub fn push(&mut self, replay: Replay, all_notice: &str) -> Pushed {
         let (target, notice) = replay.split();
+        if self.notices.contains_key(&Target::All) {
+            return Pushed::Merged;
+        }
         if let Some(waiting) = self.notices.get_mut(&target) {
             *waiting = notice;
             return Pushed::Merged;
         }
-        let mut pushed = Pushed::Queued;
-        if self.order.len() >= self.capacity {
-            if let Some(oldest) = self.order.pop_front() {
-                self.notices.remove(&oldest);
-                pushed = Pushed::DroppedOldest;
-            }
+        if target == Target::All || self.order.len() >= self.capacity {
+            self.collapse(if target == Target::All {
+                notice
+            } else {
+                all_notice.to_string()
+            });
+            return Pushed::Collapsed;
         }
         self.notices.insert(target.clone(), notice);
         self.order.push_back(target);
-        pushed
+        Pushed::Queued
+    }
+
+    fn collapse(&mut self, notice: String) {
+        self.order.clear();
+        self.notices.clear();
+        self.notices.insert(Target::All, notice);
+        self.order.push_back(Target::All);
     }
 
     /// Takes the oldest invalidation.
@@ -123,7 +149,13 @@ impl ReplayQueue {
     /// not needed.
     pub fn unpop(&mut self, replay: Replay) {
         let (target, notice) = replay.split();
-        if self.notices.contains_key(&target) {
+        if target == Target::All {
+            // whatever was queued meanwhile is covered by it, applied later
+            self.collapse(notice);
+            return;
+        }
+        // a newer entry of the same key or tag, or a waiting invalidation of everything, covers it
+        if self.notices.contains_key(&target) || self.notices.contains_key(&Target::All) {
             return;
         }
         self.notices.insert(target.clone(), notice);
@@ -152,10 +184,14 @@ mod tests {
     #[test]
     fn one_entry_per_key_or_tag_with_the_latest_announcement_in_the_first_place() {
         let mut q = ReplayQueue::new(10);
-        assert_eq!(q.push(del("a", "a1")), Pushed::Queued);
-        assert_eq!(q.push(tag("a", "t1")), Pushed::Queued, "a tag is not a key");
-        assert_eq!(q.push(del("b", "b1")), Pushed::Queued);
-        assert_eq!(q.push(del("a", "a2")), Pushed::Merged);
+        assert_eq!(q.push(del("a", "a1"), ""), Pushed::Queued);
+        assert_eq!(
+            q.push(tag("a", "t1"), "all"),
+            Pushed::Queued,
+            "a tag is not a key"
+        );
+        assert_eq!(q.push(del("b", "b1"), "all"), Pushed::Queued);
+        assert_eq!(q.push(del("a", "a2"), "all"), Pushed::Merged);
         assert_eq!(q.len(), 3);
         assert_eq!(q.pop(), Some(del("a", "a2")));
         assert_eq!(q.pop(), Some(tag("a", "t1")));
@@ -167,37 +203,59 @@ mod tests {
     #[test]
     fn a_key_popped_for_replay_is_queued_again_when_it_fails_again() {
         let mut q = ReplayQueue::new(10);
-        q.push(del("a", "a1"));
+        q.push(del("a", "a1"), "all");
         let taken = q.pop().unwrap();
         // while it is being replayed, a new write of the key fails: it must wait on its own
-        assert_eq!(q.push(del("a", "a2")), Pushed::Queued);
+        assert_eq!(q.push(del("a", "a2"), "all"), Pushed::Queued);
         // the replay failed too: the newer entry (and its announcement) is kept, once
         q.unpop(taken);
         assert_eq!(q.len(), 1);
         assert_eq!(q.pop(), Some(del("a", "a2")));
         // without a newer entry, a failed replay goes back in front
-        q.push(del("b", "b1"));
-        q.push(del("c", "c1"));
+        q.push(del("b", "b1"), "all");
+        q.push(del("c", "c1"), "all");
         let b = q.pop().unwrap();
         q.unpop(b);
         assert_eq!(q.pop(), Some(del("b", "b1")));
     }
 
     #[test]
-    fn beyond_capacity_the_oldest_is_dropped() {
+    fn beyond_capacity_everything_collapses_into_one_invalidation_of_the_prefix() {
         let mut q = ReplayQueue::new(2);
-        q.push(del("a", ""));
-        q.push(del("b", ""));
+        q.push(del("a", ""), "all");
+        q.push(tag("t", ""), "all");
         assert_eq!(
-            q.push(del("b", "x")),
+            q.push(del("a", "x"), "all"),
             Pushed::Merged,
             "a merge needs no room"
         );
-        assert_eq!(q.push(del("c", "")), Pushed::DroppedOldest);
-        assert_eq!(q.len(), 2);
-        assert_eq!(q.pop(), Some(del("b", "x")));
-        assert_eq!(q.pop(), Some(del("c", "")));
-        // the dropped key can be queued again
-        assert_eq!(q.push(del("a", "")), Pushed::Queued);
+        assert_eq!(q.push(del("c", ""), "all"), Pushed::Collapsed);
+        assert_eq!(q.len(), 1);
+        // while the prefix waits to be invalidated, it covers every further key and tag
+        assert_eq!(q.push(tag("u", ""), "all"), Pushed::Merged);
+        let all = q.pop().unwrap();
+        assert_eq!(
+            all,
+            Replay::All {
+                notice: "all".into()
+            }
+        );
+        assert_eq!(q.pop(), None);
+        // pushed while the purge is out: queued on its own
+        assert_eq!(q.push(del("d", ""), "all"), Pushed::Queued);
+        // a replay that was out when the queue collapsed comes back covered
+        let d = q.pop().unwrap();
+        q.push(del("e", ""), "all");
+        for i in 0..2 {
+            q.push(del(&format!("f{i}"), ""), "all");
+        }
+        assert_eq!(q.len(), 1, "collapsed");
+        q.unpop(d);
+        assert_eq!(q.len(), 1, "covered by the waiting invalidation of everything");
+        q.pop();
+        // the purge failed: it comes back and covers what was queued meanwhile
+        q.unpop(all.clone());
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop(), Some(all));
     }
 }

@@ -1,0 +1,188 @@
+//! Locking reads: a cache-aside lookup ([`Cache::read_or_lock`](super::Cache::read_or_lock))
+//! that takes the key's stampede lock on a miss, or waits for the process holding it.
+//!
+//! Each read runs as one tokio task; a lock it takes is kept alive by a second task
+//! (`extend_while_held`) until the loader's value is written or the lock released.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+
+use super::completion::{read_envelope, LoadContext, Outcome};
+use super::shared::Shared;
+use super::tag_check::judge;
+
+/// Unusable entries (invalidated by a tag, unreadable) one lookup deletes at most before it
+/// loads without the lock.
+const MAX_DISCARDS: usize = 3;
+use crate::bus::Bus;
+use crate::l2::{Discard, ReadOrLock, L2};
+use crate::lock::{lock_token, HeldLock, HeldLocks, POLL};
+use crate::metrics::{LatencyOutcome, Metrics};
+
+/// One cache-aside read with cross-process stampede protection (see [`crate::lock`]).
+pub(super) struct LockingRead {
+    pub(super) shared: Arc<Shared>,
+    pub(super) locks: Arc<HeldLocks>,
+    pub(super) rt: Handle,
+    pub(super) l2: Arc<L2>,
+    pub(super) bus: Option<Arc<Bus>>,
+    pub(super) key: String,
+    pub(super) l1_ttl: Option<Duration>,
+    pub(super) lock_ttl: Duration,
+    pub(super) wait: Duration,
+    pub(super) max_hold: Duration,
+}
+
+impl LockingRead {
+    pub(super) async fn run(self) -> Outcome {
+        let began = std::time::Instant::now();
+        if let Some(bus) = &self.bus {
+            bus.first_attempt_done(self.l2.bound()).await;
+        }
+        let signal = self.shared.waiters.register(&self.key);
+        let outcome = self.attempts(&signal).await;
+        self.shared.waiters.done(&self.key, signal);
+        if matches!(outcome, Outcome::Hit(_)) {
+            // a load is timed by its caller, from the start of the lookup to the value
+            self.shared
+                .latencies
+                .observe(LatencyOutcome::L2Hit, began.elapsed());
+        }
+        outcome
+    }
+
+    async fn attempts(&self, signal: &tokio::sync::Notify) -> Outcome {
+        let m = &self.shared.metrics;
+        let deadline = tokio::time::Instant::now() + self.wait;
+        let mut waited = false;
+        // an entry found unusable, deleted by the next round (at most MAX_DISCARDS rounds)
+        let mut discard = None;
+        let mut discards = 0;
+        // bounded: each round waits at least until a message or POLL, and stops at `deadline`
+        loop {
+            // listen before asking, so an announcement during the round trip is not missed
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let token = lock_token();
+            let start = self.shared.log.begin();
+            let answer = self
+                .l2
+                .read_or_lock(&self.key, &token, self.lock_ttl, discard.take())
+                .await;
+            if !waited && discards == 0 && !matches!(answer, Ok(ReadOrLock::Value(_))) {
+                Metrics::inc(&m.l2_misses);
+            }
+            match answer {
+                Ok(ReadOrLock::Value(bytes)) => {
+                    let Some(hit) = read_envelope(bytes, &self.key, start, self.l1_ttl) else {
+                        // unreadable: a miss; the next round deletes it and takes the lock
+                        Metrics::inc(&m.redis_corrupt_values);
+                        Metrics::inc(&m.l2_misses);
+                        discard = Some(Discard::Unreadable);
+                        discards += 1;
+                        if discards > MAX_DISCARDS {
+                            return Outcome::Load(LoadContext::default());
+                        }
+                        continue;
+                    };
+                    if !hit.tags.is_empty() {
+                        let trusted = self.bus.as_ref().is_some_and(|b| b.is_connected());
+                        let valid =
+                            judge(&self.shared, &self.l2, trusted, &[(hit.born, &hit.tags)]).await;
+                        if !valid[0] {
+                            // a tag was invalidated after it was written: a miss
+                            if !waited && discards == 0 {
+                                Metrics::inc(&m.l2_misses);
+                            }
+                            discard = Some(Discard::Write(hit.write_id));
+                            discards += 1;
+                            if discards > MAX_DISCARDS {
+                                return Outcome::Load(LoadContext::default());
+                            }
+                            continue;
+                        }
+                    }
+                    // a lookup that waited was counted as a miss already
+                    Metrics::inc(if waited || discards > 0 {
+                        &m.lock_wait_hits
+                    } else {
+                        &m.l2_hits
+                    });
+                    return Outcome::Hit(hit);
+                }
+                Ok(ReadOrLock::Acquired(clock)) => {
+                    Metrics::inc(&m.lock_acquired);
+                    let id = self.locks.next_id();
+                    let extend = extend_while_held(
+                        self.l2.clone(),
+                        self.key.clone(),
+                        token.clone(),
+                        self.lock_ttl,
+                        self.max_hold,
+                    );
+                    let extender = self.rt.spawn(extend).abort_handle();
+                    let key = self.key.clone();
+                    self.locks.insert(
+                        id,
+                        HeldLock {
+                            key,
+                            token,
+                            extender,
+                        },
+                    );
+                    return Outcome::Load(LoadContext {
+                        lock_id: Some(id),
+                        since: None,
+                        token: Some(clock),
+                    });
+                }
+                Ok(ReadOrLock::Busy(clock)) => {
+                    if !waited {
+                        waited = true;
+                        Metrics::inc(&m.lock_waits);
+                    }
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        Metrics::inc(&m.lock_wait_timeouts);
+                        return Outcome::Load(LoadContext {
+                            lock_id: None,
+                            since: None,
+                            token: Some(clock),
+                        });
+                    }
+                    let _ = tokio::time::timeout((deadline - now).min(POLL), notified).await;
+                }
+                Err(e) => {
+                    self.shared.redis_failed(&e);
+                    return Outcome::Load(LoadContext::default());
+                }
+            }
+        }
+    }
+}
+
+/// Keeps our lock alive while its loader runs: every `ttl / 3`, for at most `max_hold`.
+async fn extend_while_held(
+    l2: Arc<L2>,
+    key: String,
+    token: String,
+    ttl: Duration,
+    max_hold: Duration,
+) {
+    let until = tokio::time::Instant::now() + max_hold;
+    let every = (ttl / 3).max(Duration::from_millis(10));
+    loop {
+        tokio::time::sleep(every).await;
+        if tokio::time::Instant::now() >= until {
+            return;
+        }
+        match l2.extend_lock(&key, &token, ttl).await {
+            Ok(true) => {}
+            Ok(false) => return, // lost (expired while Redis was unreachable): stop
+            Err(_) => {}         // transient: try again next period
+        }
+    }
+}
