@@ -279,6 +279,8 @@ pub struct L2 {
     /// told of every replay Redis applied (the cache settles it in its own L1 again: a read
     /// between Redis coming back and the replay may have copied the old value there)
     on_replayed: Mutex<Option<ReplayHook>>,
+    /// told what Redis said when a command fails (see [`crate::problems`])
+    problems: std::sync::OnceLock<Arc<crate::problems::Problems>>,
     skipped: AtomicU64,
     replayed: AtomicU64,
     replays_dropped: AtomicU64,
@@ -338,6 +340,7 @@ impl L2 {
             replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
             on_replayed: Mutex::new(None),
+            problems: std::sync::OnceLock::new(),
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_dropped: AtomicU64::new(0),
@@ -390,6 +393,11 @@ impl L2 {
         *self.on_replayed.lock() = Some(hook);
     }
 
+    /// Sets where the outcome of every command is reported (see [`crate::problems`]).
+    pub fn report_problems_to(&self, problems: Arc<crate::problems::Problems>) {
+        let _ = self.problems.set(problems);
+    }
+
     /// Keeps an invalidation that could not reach Redis, to replay it when Redis is back.
     pub fn queue_replay(&self, replay: Replay) {
         let mut q = self.replays.lock();
@@ -416,7 +424,11 @@ impl L2 {
             permit,
             done: false,
         };
-        let result = match tokio::time::timeout(self.bound, fut).await {
+        let outcome = tokio::time::timeout(self.bound, fut).await;
+        if let Some(p) = self.problems.get() {
+            crate::problems::observe(p, outcome.as_ref().map(|r| r.as_ref().err()), "command");
+        }
+        let result = match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.is_timeout() => Err(L2Error::Timeout),
             Ok(Err(e))

@@ -14,6 +14,7 @@
 //! - [`codec`]: the envelope a value travels in through Redis.
 //! - [`invalidation`]: the memory that keeps racing reads from refilling L1 with stale data.
 //! - [`metrics`]: event counters.
+//! - [`problems`]: Redis problems worth telling the operator (auth, ACL, db, unreachable...).
 //! - [`cache`]: the orchestrator and its completion queue.
 //! - [`runtime`]: the process-wide tokio runtime.
 //! - [`error`]: error codes and classes.
@@ -31,5 +32,6 @@ pub mod l1;
 pub mod l2;
 pub mod lock;
 pub mod metrics;
+pub mod problems;
 pub mod replay;
 pub mod runtime;
