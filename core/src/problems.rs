@@ -172,7 +172,9 @@ impl Problems {
             return self.report_unreachable(&e.to_string(), context);
         }
         let text = e.to_string();
-        match e.code() {
+        // a pipeline's error (MGET, a script in a pipeline) has no code of its own: its text
+        // carries the failing command's
+        match e.code().or_else(|| known_code(&text)) {
             Some(code) => self.report_coded(code, &text, context),
             None => self.report_redis_error(&text, context),
         }
@@ -206,10 +208,20 @@ impl Problems {
             {
                 ProblemCode::Db
             }
-            _ if lower.contains("wrongpass") || lower.contains("authentication") => {
+            // an unauthenticated client sending a large command gets a protocol error
+            _ if lower.contains("wrongpass")
+                || lower.contains("authentication")
+                || lower.contains("unauthenticated") =>
+            {
                 ProblemCode::Auth
             }
-            _ if lower.contains("noperm") => ProblemCode::NoPerm,
+            // an ACL refusal inside a script: "ERR The user executing the script can't ..."
+            _ if lower.contains("noperm")
+                || lower.contains("no permissions")
+                || lower.contains("user executing the script can't") =>
+            {
+                ProblemCode::NoPerm
+            }
             _ => ProblemCode::Error,
         };
         let redis_code =
@@ -300,6 +312,26 @@ pub fn observe<E>(
     }
 }
 
+/// The error codes this module tells apart (as Redis spells them).
+const KNOWN_CODES: [&str; 9] = [
+    "WRONGPASS",
+    "NOAUTH",
+    "NOPERM",
+    "OOM",
+    "BUSY",
+    "READONLY",
+    "LOADING",
+    "MASTERDOWN",
+    "NOSCRIPT",
+];
+
+/// The first known error code standing as a word of `text` (`Pipeline failure: [(Index 0,
+/// error: "OOM": command not allowed ...)]`).
+fn known_code(text: &str) -> Option<&'static str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .find_map(|w| KNOWN_CODES.iter().find(|k| **k == w).copied())
+}
+
 /// The password part of a URL's userinfo, if any.
 fn password_of(url: &str) -> Option<&str> {
     let s = url.find("://")? + 3;
@@ -377,12 +409,23 @@ mod tests {
                 Some(ProblemCode::Loading),
             ),
             ("ERR unknown command 'EVALSHA'", Some(ProblemCode::Error)),
+            ("ERR Protocol error: unauthenticated multibulk length", Some(ProblemCode::Auth)),
+            ("ERR The user executing the script can't publish to the channel mentioned in the command script", Some(ProblemCode::NoPerm)),
             ("NOSCRIPT No matching script.", None),
         ] {
             p.report_redis_error(text, "command");
             let got = p.take();
             assert_eq!(got.first().map(|p| p.code), code, "{text}");
         }
+    }
+
+    #[test]
+    fn pipeline_errors_are_classified_by_the_code_in_their_text() {
+        assert_eq!(
+            known_code("Pipeline failure: [(Index 0, error: \"OOM\": command not allowed when used memory > 'maxmemory'.)]"),
+            Some("OOM")
+        );
+        assert_eq!(known_code("ResponseError: Protocol error"), None);
     }
 
     #[test]
