@@ -38,6 +38,8 @@ const MAINTENANCE_MS = 1000
 /** How long close() lets lookups in flight (and their loaders) finish before rejecting the
  * callers still waiting for a loader (like the core's CLOSE_BOUND for Redis operations). */
 const CLOSE_GRACE_MS = 800
+/** The extra grace close() gives lookups after the native side has settled every operation. */
+const LATE_LOADER_GRACE_MS = 250
 /** Redis reads sent in one native call at most: smaller batches let the JS thread, the I/O thread
  * and Redis overlap (measured at 64 in flight: 16 beats 1, 8 and 32) */
 const READ_CHUNK = 16
@@ -246,19 +248,24 @@ class MultiLevelCache {
     const id = this.#id()
     const pending = this.#native.close(id) ? this.#await(id, OP_VOID) : Promise.resolve()
     // no lookup can start from now on: the ones in flight get the grace period to settle
-    this.#closing = Promise.all([pending, this.#lookupsSettled(CLOSE_GRACE_MS)]).then(() => {
-      for (const reject of this.#loaderWaits) reject(closedErrorObject())
-      this.#loaderWaits.clear()
-      // every native operation has completed and every loader wait is settled: the lookups
-      // settle within a few microtasks, and close() resolves after them
-      return Promise.allSettled([...this.#lookups])
-    }).then(() => {
-      this.#problems.report(this.#native.takeProblems())
-      this.#native.clearL1()
-      this.#clearFreed()
-      this.#values = []
-      this.#keys = []
-    })
+    this.#closing = Promise.all([pending, this.#lookupsSettled(CLOSE_GRACE_MS)])
+      // a lookup whose Redis read the native close just settled (a frozen Redis) starts its
+      // loader only now: a short extra grace lets a quick one finish
+      .then(() => this.#lookupsSettled(LATE_LOADER_GRACE_MS))
+      .then(() => {
+        for (const reject of this.#loaderWaits) reject(closedErrorObject())
+        this.#loaderWaits.clear()
+        // every native operation has completed and every loader wait is settled: the lookups
+        // settle within a few microtasks, and close() resolves after them
+        return Promise.allSettled([...this.#lookups])
+      })
+      .then(() => {
+        this.#problems.report(this.#native.takeProblems())
+        this.#native.clearL1()
+        this.#clearFreed()
+        this.#values = []
+        this.#keys = []
+      })
     return this.#closing
   }
 

@@ -84,7 +84,7 @@ function circular() {
   return o
 }
 
-const VALID_VALUES = [0, -0, 1.5, -7, 'str', '', true, false, [], {}, [1, 'a', null], { a: { b: [1, 2] } }, NaN, Infinity]
+const VALID_VALUES = [0, -0, 1.5, -7, 'str', '', true, false, [], {}, [1, 'a', null], { a: { b: [1, 2] } }, { n: NaN, i: Infinity }]
 
 function genValue(r) {
   if (r.chance(0.5)) return r.chance(0.5) ? r.pick(VALID_VALUES) : { s: r.string(r.int(30), ALPHABET), n: r.int(1000) }
@@ -213,6 +213,8 @@ function valueModel(v) {
     return { error: { cls: TypeError, code: codes.INVALID_VALUE } }
   }
   if (json === undefined) return { error: { cls: TypeError, code: codes.INVALID_VALUE } }
+  // NaN, ±Infinity, an invalid Date, a toJSON() returning null: JSON writes null, a miss
+  if (json === 'null') return { error: { cls: TypeError, code: codes.INVALID_VALUE } }
   if (Buffer.byteLength(json, 'utf8') > MAX_VALUE_BYTES) return { error: { cls: RangeError, code: codes.VALUE_TOO_LARGE } }
   return { json }
 }
