@@ -31,6 +31,8 @@ export interface MultiLevelCacheOptions {
   /**
    * Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://` (TLS, see `redis.tls`),
    * `unix:///path/to/redis.sock` or `redis+unix://`.
+   * An empty string is a `TypeError` (`ERR_MLC_INVALID_OPTION`): omit the option, or set
+   * `l2: false`, to run on L1 alone. An empty `REDIS_URL` counts as unset.
    * @default process.env.REDIS_URL; when neither is set the cache runs on L1 alone (no error).
    */
   redisUrl?: string
@@ -112,6 +114,55 @@ export interface MultiLevelCacheOptions {
     /** Largest value accepted, in bytes of its JSON text. @default 16777216 (16 MiB) */
     maxValueBytes?: number
   }
+  /**
+   * Where Redis problems go (wrong password, missing ACL permission, missing db, unreachable,
+   * out of memory, read-only...; see the README's "Logging and warnings"). A pino-compatible
+   * logger (pino, a pino child, `console`): each line is `logger[level]({ code, ... }, message)`,
+   * a code is logged at most once per 5 s (with `occurrences`), and recovery is logged as
+   * `info`. Must have `error`, `warn`, `info` and `debug` methods (`ERR_MLC_INVALID_OPTION`).
+   * Passwords never appear in what is logged.
+   * @default undefined: each distinct problem is emitted once per cache with
+   * `process.emitWarning(message, { code: 'MLC_REDIS_...' })`
+   */
+  logger?: Logger
+}
+
+/** The codes of Redis problems reported to the `logger` option or as process warnings. */
+export type RedisProblemCode =
+  | 'MLC_REDIS_AUTH'
+  | 'MLC_REDIS_NOPERM'
+  | 'MLC_REDIS_DB'
+  | 'MLC_REDIS_UNREACHABLE'
+  | 'MLC_REDIS_TIMEOUT'
+  | 'MLC_REDIS_OOM'
+  | 'MLC_REDIS_BUSY'
+  | 'MLC_REDIS_READONLY'
+  | 'MLC_REDIS_LOADING'
+  | 'MLC_REDIS_ERROR'
+  | 'MLC_REDIS_RECOVERED'
+
+/** The fields of one log line (the first argument of each logger call). */
+export interface RedisProblemFields {
+  /** What kind of problem. */
+  code: RedisProblemCode
+  /** Redis' own error code (`NOPERM`, `WRONGPASS`, `OOM`...), when it answered with one. */
+  redisCode?: string
+  /** What Redis or the connection said (first occurrence; password removed). */
+  detail?: string
+  /** Where it was noticed: `command` (a cache operation) or `subscribe` (the invalidation bus). */
+  context: string
+  /** The server: `redisUrl` with its password replaced by `***`. */
+  target: string
+  /** Occurrences since the previous line of this code. */
+  occurrences: number
+}
+
+/** A pino-compatible logger: `(fields, message)` per level. */
+export interface Logger {
+  error(fields: RedisProblemFields, message: string): unknown
+  warn(fields: RedisProblemFields, message: string): unknown
+  info(fields: RedisProblemFields, message: string): unknown
+  debug(fields: RedisProblemFields, message: string): unknown
 }
 
 /** Counters of one cache (`stats()`). Every field is a number except `busConnected`. */
@@ -284,7 +335,9 @@ export declare class MultiLevelCache implements BaseCache {
    * dropped its copy (or Redis was unreachable: the key is then deleted from Redis once it is
    * back). When Redis refuses the value (`OOM`) the key is deleted from Redis instead. Rejects
    * with `ERR_MLC_REDIS_REFUSED` (`err.redisCode`: Redis' reply) only when Redis refused even
-   * that past the retry bound; the delete is then retried until Redis applies it.
+   * that past the retry bound; the delete is then retried until Redis applies it. Rejects
+   * with `ERR_MLC_INVALID_VALUE` (nothing written) for a value JSON cannot carry or writes as
+   * `null`: `null`, `undefined`, `NaN`, `±Infinity`, an invalid `Date`.
    */
   set<T>(key: string, value: T, options?: CacheOptions): Promise<void>
   /**
@@ -309,8 +362,10 @@ export declare class MultiLevelCache implements BaseCache {
   /** Counters: hits and misses per layer, loader calls, sizes, ratios. */
   stats(): CacheStats
   /**
-   * Rejects later calls with `ERR_MLC_CLOSED`, lets calls in flight settle, closes the Redis
-   * connection and drops L1. Idempotent.
+   * Rejects later calls with `ERR_MLC_CLOSED`, lets calls in flight settle (0.8 s of grace;
+   * callers still waiting for a loader then reject with `ERR_MLC_CLOSED`), closes the Redis
+   * connection and drops L1. Resolves once every call has settled; leaves no timer that keeps
+   * the process alive. Idempotent.
    */
   close(): Promise<void>
 }

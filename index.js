@@ -13,6 +13,7 @@ const { NativeCache } = require('./binding.js')
 const { codes, mlcError } = require('./lib/errors.js')
 const { checkKey, checkCacheOptions, checkTag, serialize } = require('./lib/validate.js')
 const { normalizeOptions } = require('./lib/options.js')
+const { ProblemReporter } = require('./lib/problems.js')
 const { kLatencies, kKeyspaceStats } = require('./lib/internal.js')
 
 // kinds of completions, as `NativeCache.drain` reports them (0 done, 2 false, 3 miss)
@@ -35,6 +36,11 @@ const NO_LOCK = -1
 const LOAD_WITHOUT_REDIS = { lockId: NO_LOCK, token: undefined }
 
 const MAINTENANCE_MS = 1000
+/** How long close() lets lookups in flight (and their loaders) finish before rejecting the
+ * callers still waiting for a loader (like the core's CLOSE_BOUND for Redis operations). */
+const CLOSE_GRACE_MS = 800
+/** The extra grace close() gives lookups after the native side has settled every operation. */
+const LATE_LOADER_GRACE_MS = 250
 /** Redis reads sent in one native call at most: smaller batches let the JS thread, the I/O thread
  * and Redis overlap (measured at 64 in flight: 16 beats 1, 8 and 32) */
 const READ_CHUNK = 16
@@ -72,13 +78,20 @@ class MultiLevelCache {
   #limits
   #loaderTimeoutMs
   #timer
+  /** @type {ProblemReporter} routes the Redis problems the core noticed to the logger or warnings */
+  #problems
+  /** @type {Set<(err: Error) => void>} rejecters of the loader calls not yet settled (close() uses them) */
+  #loaderWaits = new Set()
+  /** @type {Set<Promise<unknown>>} every read-through not yet settled, detached or not (close() awaits them) */
+  #lookups = new Set()
 
   /**
    * @param {import('./index').MultiLevelCacheOptions} [options]
    */
   constructor(options) {
-    const { native, loader } = normalizeOptions(options)
+    const { native, loader, logger } = normalizeOptions(options)
     this.#loader = loader
+    this.#problems = new ProblemReporter(logger)
     this.#native = new NativeCache(native, () => this.#drain())
     const s = this.#native.settings()
     this.#hasL1 = s.l1
@@ -96,10 +109,17 @@ class MultiLevelCache {
     if (this.#hasL1) {
       this.#expires = this.#native.expiryTable()
       this.#counters = this.#native.counterTable()
+    }
+    if (this.#hasL1 || this.#hasL2) {
+      // also reports Redis problems noticed while no operation completes (an idle cache whose
+      // bus cannot subscribe)
       this.#timer = setInterval(() => {
-        this.#flushReads()
-        this.#native.maintain()
-        this.#clearFreed()
+        if (this.#hasL1) {
+          this.#flushReads()
+          this.#native.maintain()
+          this.#clearFreed()
+        }
+        this.#problems.report(this.#native.takeProblems())
       }, MAINTENANCE_MS)
       this.#timer.unref()
     }
@@ -215,8 +235,11 @@ class MultiLevelCache {
   }
 
   /**
-   * Rejects every later call with `ERR_MLC_CLOSED`, lets calls in flight settle (each within
-   * its bound), then closes the Redis connection and drops L1.
+   * Rejects every later call with `ERR_MLC_CLOSED`, lets calls in flight settle (Redis
+   * operations within a grace period of under a second), then closes the Redis connection and
+   * drops L1. Callers still waiting for a loader then are rejected with `ERR_MLC_CLOSED` (the
+   * loader itself cannot be stopped; its value is ignored): once close() resolves every call
+   * has settled, and the cache holds no timer or handle that keeps the process alive.
    */
   close() {
     if (this.#closing) return this.#closing
@@ -224,15 +247,35 @@ class MultiLevelCache {
     this.#index = new Map() // no more L1 hits
     clearInterval(this.#timer)
     const id = this.#id()
-    // loaders still running settle on their own (their values are returned, not stored)
     const pending = this.#native.close(id) ? this.#await(id, OP_VOID) : Promise.resolve()
-    this.#closing = pending.then(() => {
-      this.#native.clearL1()
-      this.#clearFreed()
-      this.#values = []
-      this.#keys = []
-    })
+    // no lookup can start from now on: the ones in flight get the grace period to settle
+    this.#closing = Promise.all([pending, this.#lookupsSettled(CLOSE_GRACE_MS)])
+      // a lookup whose Redis read the native close just settled (a frozen Redis) starts its
+      // loader only now: a short extra grace lets a quick one finish
+      .then(() => this.#lookupsSettled(LATE_LOADER_GRACE_MS))
+      .then(() => {
+        for (const reject of this.#loaderWaits) reject(closedErrorObject())
+        this.#loaderWaits.clear()
+        // every native operation has completed and every loader wait is settled: the lookups
+        // settle within a few microtasks, and close() resolves after them
+        return Promise.allSettled([...this.#lookups])
+      })
+      .then(() => {
+        this.#problems.report(this.#native.takeProblems())
+        this.#native.clearL1()
+        this.#clearFreed()
+        this.#values = []
+        this.#keys = []
+      })
     return this.#closing
+  }
+
+  /** Resolves once every lookup in flight has settled, or after `ms`, whichever comes first. */
+  #lookupsSettled(ms) {
+    if (this.#lookups.size === 0) return Promise.resolve()
+    let timer
+    const grace = new Promise((resolve) => { timer = setTimeout(resolve, ms) })
+    return Promise.race([Promise.allSettled([...this.#lookups]), grace]).finally(() => clearTimeout(timer))
   }
 
   /** Latency histograms of lookups that were not L1 hits (for registerMetrics). */
@@ -369,7 +412,9 @@ class MultiLevelCache {
     const epoch = this.#native.epoch()
     const flight = { promise: this.#readThrough(key, loader, options, epoch), epoch, tags }
     this.#flights.set(key, flight)
+    this.#lookups.add(flight.promise)
     const done = () => {
+      this.#lookups.delete(flight.promise)
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
     }
     flight.promise.then(done, done)
@@ -421,16 +466,25 @@ class MultiLevelCache {
     return stored.value
   }
 
-  /** Runs a loader (sync or async), rejecting with ERR_MLC_LOADER_TIMEOUT if it hangs. */
+  /**
+   * Runs a loader (sync or async), rejecting with ERR_MLC_LOADER_TIMEOUT if it hangs, or with
+   * ERR_MLC_CLOSED when close() ends first.
+   */
   #callLoader(key, loader) {
     let timer
+    let abandon
     const timeout = new Promise((_, reject) => {
+      abandon = reject
       timer = setTimeout(() => reject(mlcError(Error, codes.LOADER_TIMEOUT,
         `the loader for key ${JSON.stringify(key)} did not settle within loaderTimeout (${this.#loaderTimeoutMs / 1000} s)`,
         { key })), this.#loaderTimeoutMs)
     })
+    this.#loaderWaits.add(abandon)
     const run = new Promise((resolve) => resolve(loader(key)))
-    return Promise.race([run, timeout]).finally(() => clearTimeout(timer))
+    return Promise.race([run, timeout]).finally(() => {
+      clearTimeout(timer)
+      this.#loaderWaits.delete(abandon)
+    })
   }
 
   /** Serializes and writes a value; returns the L1 copy and the Promise of the Redis write. */
@@ -473,6 +527,7 @@ class MultiLevelCache {
   /** Settles every finished native operation (called once per batch by the native side). */
   #drain() {
     const out = this.#native.drain()
+    this.#problems.report(this.#native.takeProblems())
     const ops = this.#ops
     for (let i = 0; i < out.length; i += 4) {
       const id = out[i]
@@ -521,8 +576,12 @@ function ratio(hits, misses) {
   return total === 0 ? 0 : hits / total
 }
 
+function closedErrorObject() {
+  return mlcError(Error, codes.CLOSED, 'the cache was closed; create a new MultiLevelCache')
+}
+
 function closedError() {
-  return Promise.reject(mlcError(Error, codes.CLOSED, 'the cache was closed; create a new MultiLevelCache'))
+  return Promise.reject(closedErrorObject())
 }
 
 module.exports = { MultiLevelCache, codes, registerMetrics: require('./lib/metrics.js').registerMetrics }

@@ -165,7 +165,7 @@ test('close() of a cache whose Redis is unreachable resolves', async (t) => {
 })
 
 test('close() of an L1-only cache resolves', async (t) => {
-  const a = new MultiLevelCache({ redisUrl: '', prefix: uniquePrefix('close-l1') })
+  const a = new MultiLevelCache({ l2: false, prefix: uniquePrefix('close-l1') })
   try {
     await a.set('k', 1)
   } finally {
@@ -173,3 +173,43 @@ test('close() of an L1-only cache resolves', async (t) => {
   }
   await rejectsWith(assert, a.set('k', 2), Error, codes.CLOSED)
 })
+
+/** A child: a cache (on URL, or without Redis), a getOrSet whose loader never settles, close(). */
+const CHILD_HANGING_LOADER = `
+const { MultiLevelCache } = require('.')
+;(async () => {
+  const options = { prefix: process.env.PREFIX, loaderTimeout: 600 }
+  if (process.env.URL) options.redisUrl = process.env.URL
+  else options.l2 = false
+  const c = new MultiLevelCache(options)
+  let settled = null
+  const pending = c.getOrSet('k', () => new Promise(() => {})).then(
+    (v) => { settled = { value: v } },
+    (e) => { settled = { code: e.code } })
+  // the loader is running (the lookup reached it) before close()
+  for (let i = 0; i < 1000 && c.stats().loaderCalls === 0; i++) await new Promise((r) => setImmediate(r))
+  // a second caller joined the same flight
+  const joined = c.getOrSet('k', () => 'other').then((v) => ({ value: v }), (e) => ({ code: e.code }))
+  await c.close()
+  const atClose = settled
+  await pending
+  console.log(JSON.stringify({ atClose, joined: await joined }))
+  // no process.exit: the test asserts the process ends by itself
+})().catch((e) => { console.error(e); process.exit(3) })
+`
+
+for (const withRedis of [true, false]) {
+  test(`close() settles callers of a loader that never settles and the process exits by itself (${withRedis ? 'with Redis' : 'L1 only'})`, async (t) => {
+    const s = scope(t, { name: 'close-hang' })
+    const env = { ...process.env, PREFIX: s.prefix }
+    if (withRedis) env.URL = SHARED_URL
+    else delete env.URL
+    // loaderTimeout is 600 s in the child: a child still alive at 20 s is waiting for it
+    const r = await runNode(CHILD_HANGING_LOADER, { env, timeoutMs: 20000 })
+    assert.equal(r.timedOut, false, 'the child did not exit by itself: something of the cache kept it alive')
+    assert.equal(r.code, 0, r.stderr)
+    const out = JSON.parse(r.stdout)
+    assert.deepEqual(out.atClose, { code: codes.CLOSED }, 'a caller was still pending when close() resolved')
+    assert.deepEqual(out.joined, { code: codes.CLOSED })
+  })
+}

@@ -47,7 +47,7 @@ test('maxEntries bounds L1 when entries arrive from Redis too', async (t) => {
 
 test('without Redis, at most maxEntries values survive and the newest ones are kept', async (t) => {
   const s = scope(t, { name: 'l1-bound-only' })
-  const a = s.cache({ redisUrl: '', l1: { maxEntries: 10 } })
+  const a = s.cache({ l2: false, l1: { maxEntries: 10 } })
   for (let i = 0; i < 100; i++) await a.set(`k${i}`, i)
   let found = 0
   for (let i = 0; i < 100; i++) if ((await a.get(`k${i}`)) !== null) found++
@@ -60,7 +60,7 @@ test('without Redis, at most maxEntries values survive and the newest ones are k
 
 test('maxEntries 1 keeps exactly the last entry', async (t) => {
   const s = scope(t, { name: 'l1-bound-one' })
-  const a = s.cache({ redisUrl: '', l1: { maxEntries: 1 } })
+  const a = s.cache({ l2: false, l1: { maxEntries: 1 } })
   await a.set('first', 1)
   await a.set('second', 2)
   assert.equal(a.stats().l1Entries, 1)

@@ -67,20 +67,20 @@ test('l2: false with a URL never touches Redis', async (t) => {
   assert.equal(await b.get('after'), null)
 })
 
-test("redisUrl: '' runs on L1 alone, without error", async (t) => {
+test("redisUrl: '' is a TypeError ERR_MLC_INVALID_OPTION, not a silent way to run without Redis", async (t) => {
+  // an empty variable passed through (REDIS_URL= in a deployment) used to run on L1 alone and
+  // look exactly like "Redis down"; omitting the option or l2: false is how to turn Redis off
+  const { MultiLevelCache, codes } = require('..')
+  assert.throws(() => new MultiLevelCache({ redisUrl: '' }), (e) => e instanceof TypeError && e.code === codes.INVALID_OPTION)
   const s = scope(t, { name: 'layers-empty-url' })
-  const a = s.cache({ redisUrl: '' })
+  const a = s.cache({ l2: false })
   await a.set('k', 'v', { tags: ['t'] })
   assert.equal(await a.get('k'), 'v')
-  assert.equal(await a.getOrSet('g', () => 'loaded'), 'loaded')
-  assert.equal(await a.get('missing'), null)
   await a.invalidateTag('t')
   assert.equal(await a.get('k'), null)
   assert.equal(a.stats().redisErrors, 0)
   await sleep(30)
-  assert.deepEqual(await s.redisKeys(), [], 'a cache without a URL wrote to Redis')
-  const b = s.cache({ redisUrl: '' })
-  assert.equal(await b.get('g'), null)
+  assert.deepEqual(await s.redisKeys(), [], 'a cache with l2: false wrote to Redis')
 })
 
 const CHILD_L1_ONLY = `

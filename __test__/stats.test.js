@@ -110,7 +110,7 @@ test('an unreachable Redis counts redisErrors and l2Misses', async (t) => {
 
 test('l1Expirations counts entries dropped by their TTL', async (t) => {
   const s = scope(t, { name: 'stats-expire' })
-  const a = s.cache({ redisUrl: '' })
+  const a = s.cache({ l2: false })
   await a.set('k1', 1, { ttl: 0.05 })
   await a.set('k2', 2, { ttl: 0.05 })
   await a.set('k3', 3, { ttl: 60 })

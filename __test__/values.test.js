@@ -208,3 +208,55 @@ test('values over limits.maxValueBytes reject with RangeError ERR_MLC_VALUE_TOO_
   await a.set('small', 'ok')
   assert.equal(await a.get('small'), 'ok')
 })
+
+// Values JSON writes as null (NaN, ±Infinity, an invalid Date) used to be stored as null: get()
+// then returned null (a miss) while exists() said true. They are refused like null is.
+const UNREPRESENTABLE = [
+  ['NaN', NaN],
+  ['Infinity', Infinity],
+  ['-Infinity', -Infinity],
+  ['new Date(NaN)', new Date(NaN)],
+  ['an object whose toJSON() returns null', { toJSON: () => null }],
+]
+
+test('set() refuses NaN, ±Infinity and an invalid Date like null: TypeError ERR_MLC_INVALID_VALUE, nothing written', async (t) => {
+  const s = scope(t, { name: 'values-nan' })
+  const a = s.cache()
+  const b = s.cache()
+  for (const [name, value] of UNREPRESENTABLE) {
+    const key = `k-${name}`
+    const err = await rejectsWith(assert, a.set(key, value), TypeError, codes.INVALID_VALUE)
+    assert.equal(err.key, key, name)
+    assert.equal(await a.exists(key), false, `${name}: exists() is true after a refused set`)
+    assert.equal(await s.inRedis(key), false, `${name}: written to Redis`)
+    assert.equal(await b.exists(key), false, name)
+  }
+  assert.equal(a.stats().sets, 0, 'a refused set was counted as a write')
+  assert.equal(a.stats().l1Entries, 0, 'a refused set reached L1')
+})
+
+test('a loader returning NaN, ±Infinity or an invalid Date rejects with ERR_MLC_INVALID_VALUE; nothing is cached and the lock is released', async (t) => {
+  const s = scope(t, { name: 'values-nan-loader' })
+  const a = s.cache()
+  for (const [name, value] of UNREPRESENTABLE) {
+    const key = `k-${name}`
+    await rejectsWith(assert, a.getOrSet(key, () => value), TypeError, codes.INVALID_VALUE)
+    assert.equal(await a.exists(key), false, `${name}: cached`)
+    assert.equal(await s.inRedis(key), false, `${name}: written to Redis`)
+    // the stampede lock was released: a second lookup loads at once instead of waiting for it
+    let calls = 0
+    assert.equal(await a.getOrSet(key, () => { calls++; return 'good' }), 'good', name)
+    assert.equal(calls, 1, name)
+  }
+  assert.equal(a.stats().lockWaits, 0, 'a lookup waited for a lock the failed load kept')
+})
+
+test('NaN nested inside an object stays JSON: it reads back as null in both layers', async (t) => {
+  const s = scope(t, { name: 'values-nan-nested' })
+  const a = s.cache()
+  const b = s.cache()
+  await a.set('k', { n: NaN, i: Infinity, d: new Date(NaN), list: [NaN] })
+  const expected = { n: null, i: null, d: null, list: [null] }
+  assert.deepEqual(await a.get('k'), expected)
+  assert.deepEqual(await b.get('k'), expected)
+})

@@ -5,7 +5,7 @@
 const { codes, mlcError } = require('./errors.js')
 const { describe } = require('./validate.js')
 
-const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits'])
+const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
 
 function optionError(name, expected, got) {
   return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
@@ -43,7 +43,7 @@ function tlsSection(v) {
 
 /**
  * @param {unknown} options the constructor argument
- * @returns {{ native: object, loader: Function | undefined }}
+ * @returns {{ native: object, loader: Function | undefined, logger: object | undefined }}
  */
 function normalizeOptions(options) {
   if (options === undefined) options = {}
@@ -54,11 +54,30 @@ function normalizeOptions(options) {
     if (!TOP_LEVEL.has(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`${k}\` (known: ${[...TOP_LEVEL].join(', ')})`)
   }
   let redisUrl = options.redisUrl
+  // an empty REDIS_URL counts as unset (the shell convention); an explicit '' is a mistake (an
+  // empty variable passed through?) that would otherwise run without Redis, silently
   if (redisUrl === undefined) redisUrl = process.env.REDIS_URL || undefined
   else if (typeof redisUrl !== 'string') throw optionError('redisUrl', 'a string', redisUrl)
+  else if (redisUrl === '') {
+    throw mlcError(TypeError, codes.INVALID_OPTION,
+      'option `redisUrl` is an empty string: pass a Redis URL, or omit it (or set `l2: false`) to run on L1 alone')
+  }
   if (options.prefix !== undefined && typeof options.prefix !== 'string') throw optionError('prefix', 'a string', options.prefix)
   if (options.loader !== undefined && typeof options.loader !== 'function') throw optionError('loader', 'a function', options.loader)
   if (options.loaderTimeout !== undefined && typeof options.loaderTimeout !== 'number') throw optionError('loaderTimeout', 'a number of seconds', options.loaderTimeout)
+
+  const logger = options.logger
+  if (logger !== undefined) {
+    if (logger === null || (typeof logger !== 'object' && typeof logger !== 'function')) {
+      throw optionError('logger', 'an object with error, warn, info and debug methods (pino-compatible)', logger)
+    }
+    for (const level of ['error', 'warn', 'info', 'debug']) {
+      if (typeof logger[level] !== 'function') {
+        throw mlcError(TypeError, codes.INVALID_OPTION,
+          `option \`logger\` must have error, warn, info and debug methods (pino-compatible); \`logger.${level}\` is ${describe(logger[level])}`)
+      }
+    }
+  }
 
   const l1 = section(options, 'l1', true, ['maxEntries', 'ttl'])
   const l2 = section(options, 'l2', true, ['ttl'])
@@ -70,6 +89,7 @@ function normalizeOptions(options) {
 
   return {
     loader: options.loader,
+    logger,
     native: {
       redisUrl: redisUrl || undefined,
       prefix: options.prefix,

@@ -89,11 +89,25 @@ function serialize(value, key, maxBytes, what) {
   if (json === undefined) {
     throw mlcError(TypeError, codes.INVALID_VALUE, `${what} serializes to nothing (a toJSON() returning undefined?)`, { key })
   }
+  if (json === 'null') {
+    // NaN, ±Infinity, an invalid Date (or a toJSON() returning null): JSON turns them into
+    // null, which reads back as a miss while exists() says true
+    throw mlcError(TypeError, codes.INVALID_VALUE,
+      `${what} must be a value JSON can carry (not ${describeUnrepresentable(value)}): it serializes to null, and null means "missing"`,
+      { key })
+  }
   if (json.length > maxBytes || (json.length * 3 > maxBytes && Buffer.byteLength(json, 'utf8') > maxBytes)) {
     throw mlcError(RangeError, codes.VALUE_TOO_LARGE,
       `${what} is larger than limits.maxValueBytes (${maxBytes} bytes) once serialized`, { key })
   }
   return json
+}
+
+/** What a value that JSON writes as `null` is. */
+function describeUnrepresentable(v) {
+  if (typeof v === 'number') return `number ${String(v)}`
+  if (v instanceof Date) return 'an invalid Date'
+  return 'an object whose toJSON() returns null'
 }
 
 /** A short, safe description of a value for error messages. */

@@ -212,6 +212,27 @@ pub struct NativeStats {
     pub invalidations_refused: f64,
 }
 
+/// A Redis problem noticed by the core (see `core/src/problems.rs`).
+#[napi(object)]
+pub struct NativeProblem {
+    /// The stable code, `MLC_REDIS_*`.
+    pub code: String,
+    /// `error`, `warn` or `info`.
+    pub level: String,
+    /// One line for humans; never contains the password.
+    pub message: String,
+    /// Redis' own error code (`NOPERM`, `WRONGPASS`, ...), when it gave one.
+    pub redis_code: Option<String>,
+    /// What Redis or the connection said (first occurrence).
+    pub detail: String,
+    /// Where: `command` or `subscribe`.
+    pub context: String,
+    /// The server, `redisUrl` with its password replaced by `***`.
+    pub target: String,
+    /// Occurrences since the previous drain.
+    pub count: f64,
+}
+
 /// Latency histograms.
 #[napi(object)]
 pub struct NativeLatencies {
@@ -549,6 +570,27 @@ impl NativeCache {
     pub fn take_freed(&self) -> Option<Vec<u32>> {
         let freed = self.inner.take_freed();
         (!freed.is_empty()).then_some(freed)
+    }
+
+    /// The distinct Redis problems noticed since the last call, or null when there are none.
+    #[napi]
+    pub fn take_problems(&self) -> Option<Vec<NativeProblem>> {
+        let problems = self.inner.problems().take();
+        (!problems.is_empty()).then(|| {
+            problems
+                .into_iter()
+                .map(|p| NativeProblem {
+                    code: p.code.as_str().to_string(),
+                    level: p.code.level().to_string(),
+                    message: p.message(),
+                    redis_code: p.redis_code,
+                    detail: p.detail,
+                    context: p.context.to_string(),
+                    target: p.target,
+                    count: p.count as f64,
+                })
+                .collect()
+        })
     }
 
     /// Periodic upkeep (drops expired L1 entries).

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the public typings must accept every documented
 // use and reject misuse (each `@ts-expect-error` fails the build if the line compiles).
-import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, MultiLevelCacheOptions, codes, registerMetrics } from '../../index'
+import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, codes, registerMetrics } from '../../index'
 import { Registry } from 'prom-client'
 
 interface Profile { name: string; age: number }
@@ -16,8 +16,22 @@ async function usage(): Promise<void> {
     redis: { connectTimeout: 1, commandTimeout: 0.5 },
     bus: { ackTimeout: 0.05 },
     limits: { maxValueBytes: 1024 },
+    logger: console,
   }
   const cache = new MultiLevelCache(options)
+  const lines: RedisProblemFields[] = []
+  const logger: Logger = {
+    error: (fields) => lines.push(fields),
+    warn: (fields, message: string) => lines.push({ ...fields, detail: message }),
+    info: () => {},
+    debug: () => {},
+  }
+  new MultiLevelCache({ logger })
+  const problem: RedisProblemCode = 'MLC_REDIS_NOPERM'
+  // @ts-expect-error a logger needs all four levels
+  new MultiLevelCache({ logger: { error: () => {}, warn: () => {} } })
+  // @ts-expect-error not a code
+  const notAProblem: RedisProblemCode = 'MLC_REDIS_FINE'
   const asBase: BaseCache = cache
   const opts: CacheOptions = { ttl: 0.05, tags: ['user:42'] }
 

@@ -153,6 +153,8 @@ pub struct BusConfig {
     pub connect_timeout: Duration,
     /// Bound on a heartbeat ping.
     pub command_timeout: Duration,
+    /// Where failed subscription attempts are reported (see [`crate::problems`]).
+    pub problems: Option<Arc<crate::problems::Problems>>,
 }
 
 /// A running subscriber. Dropping it (or [`Bus::stop`]) ends the task and its connection.
@@ -223,6 +225,9 @@ async fn run(
         }
         let attempt = tokio::time::timeout(config.connect_timeout, subscribe(&config)).await;
         let _ = attempted.send(true);
+        if let Some(p) = &config.problems {
+            crate::problems::observe(p, attempt.as_ref().map(|r| r.as_ref().err()), "subscribe");
+        }
         if let Ok(Ok(pubsub)) = attempt {
             connected.store(true, Ordering::Release);
             handler.on_subscribed(may_have_missed);

@@ -403,6 +403,8 @@ pub struct L2 {
     /// told of every replay Redis applied (the cache settles it in its own L1 again: a read
     /// between Redis coming back and the replay may have copied the old value there)
     on_replayed: Mutex<Option<ReplayHook>>,
+    /// told what Redis said when a command fails (see [`crate::problems`])
+    problems: std::sync::OnceLock<Arc<crate::problems::Problems>>,
     skipped: AtomicU64,
     replayed: AtomicU64,
     replays_collapsed: AtomicU64,
@@ -478,6 +480,7 @@ impl L2 {
             replays_in_flight: AtomicUsize::new(0),
             recovered: Arc::new(Notify::new()),
             on_replayed: Mutex::new(None),
+            problems: std::sync::OnceLock::new(),
             skipped: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_collapsed: AtomicU64::new(0),
@@ -530,6 +533,11 @@ impl L2 {
         *self.on_replayed.lock() = Some(hook);
     }
 
+    /// Sets where the outcome of every command is reported (see [`crate::problems`]).
+    pub fn report_problems_to(&self, problems: Arc<crate::problems::Problems>) {
+        let _ = self.problems.set(problems);
+    }
+
     /// Keeps an invalidation that Redis did not apply, to replay it until Redis does. Never
     /// drops one: past [`MAX_REPLAYS`] distinct keys and tags, the queue becomes one
     /// invalidation of the whole prefix.
@@ -558,7 +566,11 @@ impl L2 {
             permit,
             done: false,
         };
-        let result = match tokio::time::timeout(self.bound, fut).await {
+        let outcome = tokio::time::timeout(self.bound, fut).await;
+        if let Some(p) = self.problems.get() {
+            crate::problems::observe(p, outcome.as_ref().map(|r| r.as_ref().err()), "command");
+        }
+        let result = match outcome {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(L2Error::from_redis(e)),
             Err(_) => Err(L2Error::Timeout),

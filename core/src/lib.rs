@@ -16,6 +16,7 @@
 //! - [`tag_versions`]: the tag markers this process knows, to judge tagged entries read from Redis.
 //! - [`key_order`]: the writes of one key reach Redis in program order.
 //! - [`metrics`]: event counters.
+//! - [`problems`]: Redis problems worth telling the operator (auth, ACL, db, unreachable...).
 //! - [`cache`]: the orchestrator (the `Cache` facade), its completion queue, read batcher,
 //!   locking reads and write barrier.
 //! - [`clock`]: wall-clock time in Unix milliseconds and microseconds (imports nothing).
@@ -37,6 +38,7 @@ pub mod l1;
 pub mod l2;
 pub mod lock;
 pub mod metrics;
+pub mod problems;
 pub mod replay;
 pub mod runtime;
 pub mod tag_versions;

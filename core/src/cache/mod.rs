@@ -102,6 +102,7 @@ pub struct Cache {
     shared: Arc<Shared>,
     rt: Handle,
     closed: AtomicBool,
+    problems: Arc<crate::problems::Problems>,
 }
 
 impl Cache {
@@ -131,6 +132,9 @@ impl Cache {
             rt.spawn(L1::run_expirer(Arc::downgrade(l1)));
         }
         let instance = random_token();
+        let problems = Arc::new(crate::problems::Problems::new(
+            config.l2.as_ref().map_or("", |c| c.url.as_str()),
+        ));
         let (l2, bus) = match &config.l2 {
             Some(c) => {
                 let _guard = rt.enter();
@@ -141,10 +145,12 @@ impl Cache {
                     instance: instance.clone(),
                     connect_timeout: c.connect_timeout,
                     command_timeout: c.command_timeout,
+                    problems: Some(problems.clone()),
                 };
                 let all_notice =
                     crate::bus::encode(&instance, &crate::bus::BusEvent::AllInvalidated);
                 let l2 = L2::new(c, keys, all_notice)?;
+                l2.report_problems_to(problems.clone());
                 let _ = shared.acker.set(Arc::downgrade(&l2));
                 let settle = Arc::downgrade(&shared);
                 l2.on_replayed(Box::new(move |inv| {
@@ -184,7 +190,13 @@ impl Cache {
             shared,
             rt,
             closed: AtomicBool::new(false),
+            problems,
         })
+    }
+
+    /// Redis problems noticed so far (see [`crate::problems`]).
+    pub fn problems(&self) -> &crate::problems::Problems {
+        &self.problems
     }
 
     /// The validated configuration.
