@@ -73,7 +73,7 @@ test("the constructor's loader runs on a full miss and its value is written to b
   const env = await eventually(() => s.envelope('user:42'))
   assert.ok(env, 'the loaded value never reached Redis')
   assert.deepEqual(env.d, { loaded: 'user:42', at: 7 })
-  assert.equal(env.v, 1)
+  assert.equal(env.v, 2)
 
   // L1 has it: the second get is an L1 hit and the loader is not called again
   const before = a.stats()

@@ -1,6 +1,6 @@
 'use strict'
 // Tags: invalidateTag(tag) removes every entry carrying tag from Redis and from L1, including
-// the L1 copies this process made of Redis entries. Tag indexes are sorted sets with a TTL.
+// the L1 copies this process made of Redis entries. Tags are markers checked on read (core/src/l2.rs).
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
@@ -78,8 +78,7 @@ test('tags are shared by two instances on one Redis and prefix', async (t) => {
   await a.set('from-a', 1, { tags: ['shared'] })
   await b.set('from-b', 2, { tags: ['shared'] })
   await b.set('b-other', 3, { tags: ['not-shared'] })
-  const members = await s.redis.zrange(s.tagKey('shared'), 0, -1)
-  assert.deepEqual(members.sort(), [s.entryKey('from-a'), s.entryKey('from-b')].sort())
+  assert.equal(await s.redis.exists(s.tagKey('shared'), s.tagKey('not-shared')), 2, 'a tag marker is missing')
 
   await a.invalidateTag('shared')
   // both entries are gone from Redis, whoever wrote them
@@ -136,43 +135,52 @@ test('re-set by another instance without the tag: invalidating the tag keeps the
   assert.equal(await a.get('k'), 'new')
 })
 
-test('the tag sorted set has a TTL and is removed by invalidation', async (t) => {
-  const s = scope(t, { name: 'tags-zset' })
+test('the tag marker lives as long as its longest entry; invalidation moves it, deletes nothing', async (t) => {
+  const s = scope(t, { name: 'tags-marker' })
   const a = s.cache()
   await a.set('short', 1, { ttl: 5, tags: ['t'] })
   await a.set('long', 2, { ttl: 50, tags: ['t'] })
   const tagKey = s.tagKey('t')
-  assert.equal(await s.redis.type(tagKey), 'zset')
+  assert.equal(await s.redis.type(tagKey), 'string')
   const pttl = await s.redis.pttl(tagKey)
-  assert.ok(pttl > 0, `the tag index has no TTL (PTTL ${pttl})`)
+  assert.ok(pttl > 0, `the tag marker has no TTL (PTTL ${pttl})`)
   // it lives at least as long as its longest entry
   const entryPttl = await s.redis.pttl(s.entryKey('long'))
   assert.ok(pttl >= entryPttl - 50, `tag PTTL ${pttl} < entry PTTL ${entryPttl}`)
-
-  // members are entry keys, scored by their expiry (ms)
-  const scored = await s.redis.zrange(tagKey, 0, -1, 'WITHSCORES')
-  const scores = {}
-  for (let i = 0; i < scored.length; i += 2) scores[scored[i]] = Number(scored[i + 1])
-  assert.deepEqual(Object.keys(scores).sort(), [s.entryKey('long'), s.entryKey('short')].sort())
-  const now = Date.now()
-  assert.ok(Math.abs(scores[s.entryKey('short')] - (now + 5000)) < 2000)
-  assert.ok(Math.abs(scores[s.entryKey('long')] - (now + 50_000)) < 2000)
-  assert.equal((await s.envelope('long')).e, scores[s.entryKey('long')])
+  // each entry was born at or after the marker
+  const marker = BigInt(await s.redis.get(tagKey))
+  for (const k of ['short', 'long']) assert.ok(BigInt((await s.envelope(k)).b) >= marker)
 
   await a.invalidateTag('t')
-  assert.equal(await s.redis.exists(tagKey), 0)
+  const moved = BigInt(await s.redis.get(tagKey))
+  assert.ok(moved > marker, 'the marker did not move forward')
+  assert.ok(await s.redis.pttl(tagKey) >= entryPttl - 1000, 'the invalidation shortened the marker\'s life')
+  // the entries are still in Redis, dead: every reader treats them as misses
+  assert.equal(await s.redis.exists(s.entryKey('short'), s.entryKey('long')), 2)
   assert.equal(await s.inRedis('short'), false)
   assert.equal(await s.inRedis('long'), false)
+  assert.equal(await s.cache({ l1: false }).get('long'), null)
 })
 
-test('a tag index whose entries all expired expires too', async (t) => {
+test('tags match exactly: a tag that is part of another tag\'s text invalidates nothing else', async (t) => {
+  const s = scope(t, { name: 'tags-exact' })
+  const a = s.cache()
+  await a.set('k', 'v', { tags: ['a,', ',b', '"q"', 'x]'] })
+  for (const other of [',', 'a', 'b', 'q', '"q', 'x', ']', 'a,,b']) await a.invalidateTag(other)
+  assert.equal(await s.cache({ l1: false }).get('k'), 'v')
+  assert.equal(await a.get('k'), 'v')
+  await a.invalidateTag('x]')
+  assert.equal(await s.cache({ l1: false }).get('k'), null)
+})
+
+test('a tag marker whose entries all expired expires too', async (t) => {
   const s = scope(t, { name: 'tags-zset-expire' })
   const a = s.cache()
   await a.set('k', 1, { ttl: 0.2, tags: ['t'] })
   const pttl = await s.redis.pttl(s.tagKey('t'))
-  assert.ok(pttl > 0, `the tag index has no TTL (PTTL ${pttl})`)
+  assert.ok(pttl > 0, `the tag marker has no TTL (PTTL ${pttl})`)
   const gone = await eventually(async () => (await s.redis.exists(s.tagKey('t'))) === 0, { timeoutMs: 5000 })
-  assert.equal(gone, true, 'the tag index outlived its only entry by seconds')
+  assert.equal(gone, true, 'the tag marker outlived its only entry by seconds')
 })
 
 test('tags may be any well-formed string (Unicode, colons, spaces)', async (t) => {

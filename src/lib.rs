@@ -20,8 +20,10 @@
 //!    (Without shared memory, e.g. under Electron, it asks [`NativeCache::l1_get`] instead.)
 //! 2. On a miss JS gives the read a fresh operation id and queues it; the reads of one turn go
 //!    to [`NativeCache::get_l2_many`] together (16 per call at most). They are sent as `MGET`s
-//!    on the tokio thread (reads issued while others are in flight join the next one); results
-//!    are queued in the core.
+//!    on the tokio thread (reads issued while others are in flight join the next one); a tagged
+//!    entry is judged against its tags' markers (known to this process, or fetched with one
+//!    more `MGET` per batch: an entry whose tag was invalidated after it was born is a miss);
+//!    results are queued in the core.
 //! 3. When the queue goes from empty to non-empty, the core calls a threadsafe function once;
 //!    on the JS thread, JS calls [`NativeCache::drain`] and settles every finished operation of
 //!    the batch. `drain` copies the batch's Redis hits into L1 (each unless an invalidation raced
@@ -30,7 +32,10 @@
 //! 4. With a loader (`getOrSet`), [`NativeCache::read_or_lock`] replaces step 2: one script
 //!    returns the value, or the stampede lock and the invalidation clock. JS runs the loader
 //!    and calls [`NativeCache::set`], which writes L1 synchronously (returning the slot) and
-//!    starts the Redis write, which Redis refuses if the key or a tag was invalidated since.
+//!    starts the Redis write, which Redis refuses if the key was written or deleted since (the
+//!    stampede lock is marked) or a tag was invalidated since (its marker is newer than the
+//!    lookup's clock). A `del`/`invalidateTag` Redis refuses completes as kind 7 (`refused`),
+//!    which JS turns into `ERR_MLC_REDIS_REFUSED`.
 //!
 //! ### Threads and ownership
 //!

@@ -54,22 +54,8 @@ function scope(t, opts = {}) {
       const raw = await s.redis.get(s.entryKey(key, p))
       return raw === null ? null : JSON.parse(raw)
     },
-    /**
-     * Whether Redis holds a live entry of `key`: present, and valid under its tags' markers
-     * (each present and not newer than the entry's birth `b`; see core/src/l2.rs). An entry
-     * invalidated by a tag stays in Redis as dead bytes until its TTL: this reads it as absent,
-     * as every process does. An independent reading of the rule, checked against the cache's.
-     */
-    async inRedis(key, p = prefix) {
-      const raw = await s.redis.get(s.entryKey(key, p))
-      if (raw === null) return false
-      const env = JSON.parse(raw)
-      for (const tag of env.t || []) {
-        const marker = await s.redis.get(s.tagKey(tag, p))
-        if (marker === null || BigInt(marker) > BigInt(env.b)) return false
-      }
-      return true
-    },
+    /** Whether Redis holds a live entry of `key` (see `liveEntry`). */
+    inRedis: (key, p = prefix) => liveEntry(s.redis, p, key),
     /** Every Redis key of the prefix (bounded SCAN). */
     async redisKeys(p = prefix) {
       const out = []
@@ -95,6 +81,24 @@ function scope(t, opts = {}) {
     try { await r.quit() } catch { r.disconnect() }
   })
   return s
+}
+
+/**
+ * Whether Redis holds a live entry of `key` under `prefix`: present, and valid under its tags'
+ * markers (each present and not newer than the entry's birth `b`; see core/src/l2.rs). An entry
+ * invalidated by a tag stays in Redis as dead bytes until its TTL: this reads it as absent, as
+ * every process does. An independent reading of the rule, checked against the cache's.
+ * @param {import('ioredis').Redis} redis
+ */
+async function liveEntry(redis, prefix, key) {
+  const raw = await redis.get(`{${prefix}}:k:${key}`)
+  if (raw === null) return false
+  const env = JSON.parse(raw)
+  for (const tag of env.t || []) {
+    const marker = await redis.get(`{${prefix}}:m:${tag}`)
+    if (marker === null || BigInt(marker) > BigInt(env.b)) return false
+  }
+  return true
 }
 
 /** Counter differences between two `stats()` snapshots (only the counters named in `after`). */
@@ -156,4 +160,4 @@ function runNode(script, { env = process.env, timeoutMs = 2000 } = {}) {
   })
 }
 
-module.exports = { MultiLevelCache, codes, scope, delta, pick, rejectsWith, sleep, runNode, eventually, SHARED_URL, ROOT }
+module.exports = { MultiLevelCache, codes, scope, liveEntry, delta, pick, rejectsWith, sleep, runNode, eventually, SHARED_URL, ROOT }

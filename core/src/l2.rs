@@ -137,7 +137,9 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 /// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
 /// of an entry the caller found invalidated by a tag, or `*` for an unreadable one), that
 /// entry is deleted and treated as absent; any other value is returned.
-/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or ''.
+/// A missing clock is started (at the wall clock): a load born at 0 could never create a
+/// missing tag marker (see `SET_ENTRY`).
+/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or '', now µs.
 const READ_OR_LOCK: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -146,9 +148,9 @@ if v then
   if not dead then return {1, v} end
   redis.call('UNLINK', KEYS[1])
 end
-local clock = tonumber(redis.call('GET', KEYS[3]) or '0')
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, clock} end
-return {3, clock}
+local clock = redis.call('GET', KEYS[3]) or advance_clock(KEYS[3], ARGV[4])
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
+return {3, tonumber(clock)}
 ";
 
 /// Stores an entry and announces it on the bus, in one step with its tags' markers.
@@ -315,12 +317,27 @@ impl L2Error {
             return L2Error::Unavailable(e.to_string());
         }
         let message = e.to_string();
+        // this client cannot use Redis at all (not authenticated, no such db): like no
+        // connection, for every command (an operator problem, reported by crate::problems)
+        if matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+            || message.contains("unauthenticated")
+            || message.contains("DB index")
+        {
+            return L2Error::Unavailable(message);
+        }
         match e.code() {
-            // a command a script may not run under the user's ACL comes back as ERR
-            Some("ERR") if message.contains("can't run this command") => L2Error::Refused {
-                code: "NOPERM".into(),
-                message,
-            },
+            // a command or channel a script may not use under the user's ACL comes back as ERR
+            Some("ERR")
+                if message.contains("can't run this command")
+                    || message.contains("can't publish to the channel")
+                    || message.contains("can't access")
+                    || message.contains("no permissions") =>
+            {
+                L2Error::Refused {
+                    code: "NOPERM".into(),
+                    message,
+                }
+            }
             Some(code) => L2Error::Refused {
                 code: code.to_string(),
                 message,
@@ -485,7 +502,7 @@ impl L2 {
             replayed: AtomicU64::new(0),
             replays_collapsed: AtomicU64::new(0),
             invalidate_tag: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
-            read_or_lock: Script::new(&format!("{ALLOW_OOM}{READ_OR_LOCK}")),
+            read_or_lock: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{READ_OR_LOCK}")),
             set_entry: Script::new(&format!("{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
             delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
             marker_ttl: config.ttl,
@@ -772,6 +789,7 @@ impl L2 {
             Some(Discard::Write(id)) => crate::codec::write_marker(id),
             Some(Discard::Unreadable) => "*".to_string(),
         });
+        inv.arg(now_us());
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
         match reply.as_slice() {
             [redis::Value::Int(1), redis::Value::BulkString(v)] => Ok(ReadOrLock::Value(v.clone())),

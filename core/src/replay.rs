@@ -251,7 +251,11 @@ mod tests {
         }
         assert_eq!(q.len(), 1, "collapsed");
         q.unpop(d);
-        assert_eq!(q.len(), 1, "covered by the waiting invalidation of everything");
+        assert_eq!(
+            q.len(),
+            1,
+            "covered by the waiting invalidation of everything"
+        );
         q.pop();
         // the purge failed: it comes back and covers what was queued meanwhile
         q.unpop(all.clone());

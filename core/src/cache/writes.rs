@@ -265,7 +265,10 @@ impl Cache {
                     shared.settled(&inv);
                     (Outcome::Done, Some(receivers))
                 }
-                Err(e) => settle_invalidation(&shared, &l2, &e, inv).await,
+                Err(e) => {
+                    shared.settled(&inv);
+                    settle_invalidation(&shared, &l2, &e, inv).await
+                }
             };
             if let Some(turn) = turn {
                 shared.key_order.finish(turn);
@@ -288,7 +291,8 @@ const MAX_REFUSED_TRIES: usize = 200;
 /// `LOADING`, ...), it is tried again until `2 x` the command bound, then kept for replay and
 /// the call completes with [`Outcome::Refused`]; a refusal that cannot pass by itself
 /// (`NOPERM`, ...) completes with [`Outcome::Refused`] at once. Applied to this process's L1
-/// either way. Returns the outcome and, when Redis applied it, the announcement's receivers.
+/// when Redis applied or refused it; when Redis was unreachable, by the replay. Returns the
+/// outcome and, when Redis applied it, the announcement's receivers.
 pub(super) async fn settle_invalidation(
     shared: &Shared,
     l2: &L2,
@@ -297,11 +301,17 @@ pub(super) async fn settle_invalidation(
 ) -> (Outcome, Option<u64>) {
     shared.redis_failed(first);
     let mut last = first.clone();
-    if !last.is_availability() && !last.is_transient_refusal() {
+    if last.is_availability() {
+        // Redis unreachable: kept for replay, which settles it in L1 once Redis has it (a
+        // failed `set` keeps its own L1 copy until then)
+        l2.queue_replay(inv);
+        return (Outcome::Done, None);
+    }
+    if !last.is_transient_refusal() {
         shared.settled(&inv);
         return (refused(shared, &last), None);
     }
-    if last.is_transient_refusal() {
+    {
         let deadline = tokio::time::Instant::now() + l2.bound() * 2;
         let mut pause = Duration::from_millis(5);
         // bounded: MAX_REFUSED_TRIES tries, and the deadline
@@ -330,14 +340,10 @@ pub(super) async fn settle_invalidation(
         }
     }
     shared.settled(&inv);
-    if last.is_availability() || last.is_transient_refusal() {
+    if last.is_transient_refusal() {
         l2.queue_replay(inv);
     }
-    if last.is_availability() {
-        (Outcome::Done, None)
-    } else {
-        (refused(shared, &last), None)
-    }
+    (refused(shared, &last), None)
 }
 
 fn refused(shared: &Shared, e: &L2Error) -> Outcome {
