@@ -40,8 +40,7 @@ use futures_util::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
-/// Version of the message format, part of the channel name.
-pub const WIRE_VERSION: u32 = 1;
+pub use crate::keys::{ack_channel, WIRE_VERSION};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -77,11 +76,6 @@ pub fn encode(instance: &str, event: &BusEvent) -> String {
 /// Builds a message whose receivers acknowledge it with `seq` (see "Acknowledgements").
 pub fn encode_acked(instance: &str, seq: u64, event: &BusEvent) -> String {
     encode(&format!("{instance}#{seq}"), event)
-}
-
-/// The channel on which `instance` receives acknowledgements.
-pub fn ack_channel(bus_channel: &str, instance: &str) -> String {
-    format!("{bus_channel}:ack:{instance}")
 }
 
 /// A decoded message: the sender's instance id, the acknowledgement it asks for, the event.
@@ -249,7 +243,7 @@ async fn run(
 }
 
 async fn subscribe(config: &BusConfig) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = crate::l2::client(&config.redis)?;
+    let client = crate::connection::client(&config.redis)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub
         .subscribe(&[

@@ -17,6 +17,14 @@
 //!
 //! Two caches with different prefixes share no key and no channel.
 
+/// Version of the bus message format, part of the channel name.
+pub const WIRE_VERSION: u32 = 1;
+
+/// The channel on which `instance` receives acknowledgements of its bus messages.
+pub fn ack_channel(bus_channel: &str, instance: &str) -> String {
+    format!("{bus_channel}:ack:{instance}")
+}
+
 /// Builds the Redis names of one prefix.
 #[derive(Debug, Clone)]
 pub struct Keyspace {
@@ -77,9 +85,9 @@ impl Keyspace {
         self.join("clock", "")
     }
 
-    /// The pub/sub channel of the invalidation bus, wire-format `version`.
-    pub fn bus_channel(&self, version: u32) -> String {
-        format!("{}bus:v{version}", self.base)
+    /// The pub/sub channel of the invalidation bus (wire format [`WIRE_VERSION`]).
+    pub fn bus_channel(&self) -> String {
+        format!("{}bus:v{WIRE_VERSION}", self.base)
     }
 }
 
@@ -94,7 +102,7 @@ mod tests {
         assert_eq!(a.tag_marker("user:42"), "{shop}:m:user:42");
         assert_eq!(Keyspace::new("a*b").entries_pattern(), "{a\\*b}:k:*");
         assert_eq!(a.lock("user:42"), "{shop}:l:user:42");
-        assert_eq!(a.bus_channel(1), "{shop}:bus:v1");
+        assert_eq!(a.bus_channel(), "{shop}:bus:v1");
         let b = Keyspace::new("shop2");
         assert!(!b.entry("x").starts_with(a.base()));
     }

@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
 use tokio::sync::Notify;
 
 use crate::breaker::{Breaker, BreakerState, Permit};
@@ -381,26 +381,6 @@ pub struct L2Counters {
     pub replays_pending: u64,
 }
 
-/// Builds a client for `config`, with its TLS material when it has some.
-pub fn client(config: &L2Config) -> redis::RedisResult<Client> {
-    match &config.tls {
-        None => Client::open(config.url.as_str()),
-        Some(tls) => Client::build_with_tls(
-            config.url.as_str(),
-            redis::TlsCertificates {
-                client_tls: tls
-                    .client
-                    .as_ref()
-                    .map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                root_cert: tls.ca.clone(),
-            },
-        ),
-    }
-}
-
 /// The Redis layer of one cache.
 pub struct L2 {
     conn: ConnectionManager,
@@ -477,7 +457,8 @@ impl L2 {
     /// replay of failed invalidations whenever the breaker closes again. `all_notice` is the
     /// bus announcement of an invalidation of the whole prefix.
     pub fn new(config: &L2Config, keys: Keyspace, all_notice: String) -> Result<Arc<L2>, L2Error> {
-        let client = client(config).map_err(|e| L2Error::Invalid(e.to_string()))?;
+        let client =
+            crate::connection::client(config).map_err(|e| L2Error::Invalid(e.to_string()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))
@@ -488,7 +469,7 @@ impl L2 {
         let l2 = Arc::new(L2 {
             conn,
             bound: config.connect_timeout + config.command_timeout,
-            channel: keys.bus_channel(crate::bus::WIRE_VERSION),
+            channel: keys.bus_channel(),
             keys,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             replays: Mutex::new(ReplayQueue::new(MAX_REPLAYS)),
@@ -895,7 +876,7 @@ impl L2 {
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
     pub async fn ack(&self, instance: &str, seq: u64) -> Result<(), L2Error> {
         let mut c = self.conn.clone();
-        let channel = crate::bus::ack_channel(&self.channel, instance);
+        let channel = crate::keys::ack_channel(&self.channel, instance);
         self.bounded(
             redis::cmd("PUBLISH")
                 .arg(&channel)

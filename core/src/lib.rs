@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: options, defaults and their validation.
 //! - [`l1`]: the bounded in-process layer (moka), holding slot numbers, TTLs and tags.
+//! - [`connection`]: the Redis client for the configured server (shared by L2 and the bus).
 //! - [`l2`]: the Redis layer, every command bounded by a timeout.
 //! - [`breaker`]: the circuit breaker that stops calling a dead or frozen Redis.
 //! - [`replay`]: invalidations that failed, kept (one per key or tag) until Redis is back.
@@ -30,6 +31,7 @@ pub mod cache;
 pub mod clock;
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod error;
 pub mod invalidation;
 pub mod key_order;

@@ -141,7 +141,7 @@ impl Cache {
                 let keys = Keyspace::new(&config.prefix);
                 let bus_config = BusConfig {
                     redis: c.clone(),
-                    channel: keys.bus_channel(crate::bus::WIRE_VERSION),
+                    channel: keys.bus_channel(),
                     instance: instance.clone(),
                     connect_timeout: c.connect_timeout,
                     command_timeout: c.command_timeout,
