@@ -111,8 +111,9 @@ class MultiLevelCache {
       this.#counters = this.#native.counterTable()
     }
     if (this.#hasL1 || this.#hasL2) {
-      // also reports Redis problems noticed while no operation completes (an idle cache whose
-      // bus cannot subscribe)
+      // reports the Redis problems the core noticed (at most a second late: not on every batch
+      // of completions, which would cost the hot path a native call), also while no operation
+      // completes (an idle cache whose bus cannot subscribe)
       this.#timer = setInterval(() => {
         if (this.#hasL1) {
           this.#flushReads()
@@ -527,7 +528,6 @@ class MultiLevelCache {
   /** Settles every finished native operation (called once per batch by the native side). */
   #drain() {
     const out = this.#native.drain()
-    this.#problems.report(this.#native.takeProblems())
     const ops = this.#ops
     for (let i = 0; i < out.length; i += 4) {
       const id = out[i]

@@ -25,6 +25,22 @@ async function scene(t, server, extra = {}) {
   return { a, b, fresh, prefix, make, options }
 }
 
+/**
+ * Makes `server` BUSY for `ms`: another client runs a Lua loop that long (the server must run
+ * with a short `--busy-reply-threshold`). Resolves once a probe got BUSY, with `{ ended }`: the
+ * Promise of the script's end (wrapped: an async function would wait for a Promise it returns).
+ */
+async function busyFor(t, server, ms) {
+  const blocker = client(server.url)
+  blocker.on('error', () => {})
+  t.after(() => blocker.disconnect())
+  const busy = blocker.eval(`local t=redis.call('TIME'); local s=t[1]*1000000+t[2]; while true do local n=redis.call('TIME'); if n[1]*1000000+n[2]-s > ${ms * 1000} then break end end return 1`, 0)
+  const probe = testClient(t, server.url)
+  const isBusy = async () => { try { await probe.ping(); return false } catch (e) { return /BUSY/.test(String(e.message)) } }
+  assert.ok(await eventually(isBusy, { timeoutMs: 3000, intervalMs: 20 }), 'Redis never became BUSY')
+  return { ended: busy }
+}
+
 /** Fills Redis' memory: maxmemory just under what it uses now, policy noeviction. */
 async function runOutOfMemory(admin) {
   await admin.config('SET', 'maxmemory-policy', 'noeviction')
@@ -72,13 +88,8 @@ test('BUSY shorter than the retry bound: del and invalidateTag wait for Redis an
   await a.set('k', 'old', { tags: ['grp'] })
   await a.set('k2', 'old2', { tags: ['grp'] })
   assert.equal(await b.get('k'), 'old')
-  const blocker = client(server.url)
-  blocker.on('error', () => {})
-  t.after(() => blocker.disconnect())
   // another client's script runs for 600 ms: every other command gets BUSY meanwhile
-  const busy = blocker.eval("local t=redis.call('TIME'); local s=t[1]*1000000+t[2]; while true do local n=redis.call('TIME'); if n[1]*1000000+n[2]-s > 600000 then break end end return 1", 0)
-  const probe = testClient(t, server.url)
-  assert.ok(await eventually(async () => { try { await probe.ping(); return false } catch (e) { return /BUSY/.test(String(e.message)) } }, { timeoutMs: 3000, intervalMs: 20 }), 'Redis never became BUSY')
+  const { ended: busy } = await busyFor(t, server, 600)
   const refusedBefore = a.stats().redisRefused
   await a.del('k')
   await a.invalidateTag('grp')
@@ -95,13 +106,8 @@ test('BUSY longer than the retry bound: del rejects with ERR_MLC_REDIS_REFUSED (
   const { a, fresh } = await scene(t, server)
   await a.set('k', 'old')
   await a.set('j', 'old', { tags: ['grp'] })
-  const blocker = client(server.url)
-  blocker.on('error', () => {})
-  t.after(() => blocker.disconnect())
   // 4 s: longer than the retry bound of FAST (2 x 0.5 s)
-  const busy = blocker.eval("local t=redis.call('TIME'); local s=t[1]*1000000+t[2]; while true do local n=redis.call('TIME'); if n[1]*1000000+n[2]-s > 4000000 then break end end return 1", 0)
-  const probe = testClient(t, server.url)
-  assert.ok(await eventually(async () => { try { await probe.ping(); return false } catch (e) { return /BUSY/.test(String(e.message)) } }, { timeoutMs: 3000, intervalMs: 20 }), 'Redis never became BUSY')
+  const { ended: busy } = await busyFor(t, server, 4000)
   for (const [what, call] of [['del', () => a.del('k')], ['invalidateTag', () => a.invalidateTag('grp')]]) {
     let err
     try { await call() } catch (e) { err = e }

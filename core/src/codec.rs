@@ -85,18 +85,22 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    /// Everything before the birth stamp (ends with `"b":`).
+    /// Everything before the birth stamp (ends with `"b":`); the whole envelope, with birth 0,
+    /// for an entry without tags.
     pub fn head(&self) -> &str {
         &self.text[..self.split]
     }
 
-    /// Everything after the birth stamp (`,"d":<value>}`).
+    /// Everything after the birth stamp (`,"d":<value>}`); empty for an entry without tags.
     pub fn tail(&self) -> &str {
         &self.text[self.split..]
     }
 
-    /// The whole envelope with `born` put in.
+    /// The whole envelope with `born` put in (an entry without tags keeps its 0).
     pub fn with_born(&self, born: u64) -> String {
+        if self.tail().is_empty() {
+            return self.text.clone();
+        }
         format!("{}{born}{}", self.head(), self.tail())
     }
 }
@@ -118,6 +122,13 @@ pub fn encode(
         let _ = write!(text, ",\"l\":{l}");
     }
     let _ = write!(text, ",\"w\":{write_id},\"t\":{tags_json},\"b\":");
+    if tags.is_empty() {
+        // nothing reads the birth of an entry without tags: it is written here as 0, and the
+        // envelope travels whole (the script stores `head` as it is when `tail` is empty)
+        let _ = write!(text, "0,\"d\":{value_json}}}");
+        let split = text.len();
+        return Encoded { text, split };
+    }
     let split = text.len();
     let _ = write!(text, ",\"d\":{value_json}}}");
     Encoded { text, split }

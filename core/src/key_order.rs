@@ -27,6 +27,9 @@ struct Turn {
     finished: Notify,
 }
 
+/// Capacity above which an empty map is replaced (its memory given back).
+const SHRINK_ABOVE: usize = 1024;
+
 /// The last issued turn of every key with a write in flight.
 #[derive(Default)]
 pub struct KeyOrder {
@@ -72,6 +75,10 @@ impl KeyOrder {
             .is_some_and(|t| Arc::ptr_eq(t, &ticket.mine))
         {
             tails.remove(&ticket.key);
+            // a burst of writes in flight grows the map: give its capacity back once it drains
+            if tails.is_empty() && tails.capacity() > SHRINK_ABOVE {
+                *tails = HashMap::default();
+            }
         }
     }
 }

@@ -162,8 +162,8 @@ return {3, tonumber(clock)}
 /// marker lives at least as long as the entry. Replies {1, receivers} when stored, {0, 0} when
 /// refused.
 /// KEYS: entry, lock, clock, then one marker per tag;
-/// ARGV: envelope head, envelope tail, ttl ms, channel, message, load birth or '', lock token
-/// or '', now µs.
+/// ARGV: envelope head, envelope tail ('' for an entry without tags: the head is the whole
+/// envelope), ttl ms, channel, message, load birth or '', lock token or '', now µs.
 const SET_ENTRY: &str = r"
 local ttl = tonumber(ARGV[3])
 local load = ARGV[6] ~= ''
@@ -194,7 +194,11 @@ if #KEYS > 3 then
     end
   end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
+end
 if load then
   redis.call('DEL', KEYS[2])
 else
