@@ -26,6 +26,24 @@ export interface BaseCache {
 /** Supplies the value of a key on a full miss. May return a value or a Promise; may throw. */
 export type Loader<T = unknown> = (key: string) => Promise<T> | T
 
+/** Where Redis Sentinel is, and how to reach the master it names. */
+export interface SentinelOptions {
+  /**
+   * The sentinels: `redis://` or `rediss://` URLs (all of one scheme; `rediss://` also means TLS
+   * to the data nodes, with `redis.tls`), each with its own auth, e.g.
+   * `redis://:sentinel-password@10.0.0.5:26379`. Asked in turn.
+   */
+  nodes: string[]
+  /** The master's name in the sentinels' configuration (`sentinel monitor <name> ...`). */
+  name: string
+  /** ACL user on the data nodes. @default none */
+  username?: string
+  /** Password on the data nodes. @default none */
+  password?: string
+  /** Database on the data nodes. @default 0 */
+  db?: number
+}
+
 /** Constructor options. Every one is optional; the defaults are listed with each. */
 export interface MultiLevelCacheOptions {
   /**
@@ -33,9 +51,16 @@ export interface MultiLevelCacheOptions {
    * `unix:///path/to/redis.sock` or `redis+unix://`.
    * An empty string is a `TypeError` (`ERR_MLC_INVALID_OPTION`): omit the option, or set
    * `l2: false`, to run on L1 alone. An empty `REDIS_URL` counts as unset.
-   * @default process.env.REDIS_URL; when neither is set the cache runs on L1 alone (no error).
+   * @default process.env.REDIS_URL (ignored when `sentinel` is given); when neither is set the
+   * cache runs on L1 alone (no error).
    */
   redisUrl?: string
+  /**
+   * Redis Sentinel instead of `redisUrl` (exactly one of the two): the master is found by
+   * `name` through the sentinels and followed through failover (data connection and bus).
+   * See the README's "Topologies".
+   */
+  sentinel?: SentinelOptions
   /**
    * Namespace of every Redis key and channel (1-64 characters of `A-Z a-z 0-9 _ - . :`).
    * Two caches with different prefixes share nothing.

@@ -5,7 +5,7 @@
 const { codes, mlcError } = require('./errors.js')
 const { describe } = require('./validate.js')
 
-const TOP_LEVEL = new Set(['redisUrl', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
+const TOP_LEVEL = new Set(['redisUrl', 'sentinel', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
 
 function optionError(name, expected, got) {
   return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
@@ -41,6 +41,25 @@ function tlsSection(v) {
   return v
 }
 
+/** `sentinel`: `{ nodes, name, username?, password?, db? }` (URLs and ranges checked natively). */
+function sentinelSection(v) {
+  if (v === undefined) return undefined
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw optionError('sentinel', 'an object { nodes, name }', v)
+  const fields = ['nodes', 'name', 'username', 'password', 'db']
+  for (const k of Object.keys(v)) {
+    if (!fields.includes(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`sentinel.${k}\` (known: ${fields.join(', ')})`)
+  }
+  if (!Array.isArray(v.nodes) || v.nodes.length === 0 || !v.nodes.every((n) => typeof n === 'string' && n !== '')) {
+    throw optionError('sentinel.nodes', 'a non-empty array of sentinel URLs (redis:// or rediss://)', v.nodes)
+  }
+  if (typeof v.name !== 'string' || v.name === '') throw optionError('sentinel.name', 'the name of the monitored master (a non-empty string)', v.name)
+  for (const k of ['username', 'password']) {
+    if (v[k] !== undefined && typeof v[k] !== 'string') throw optionError(`sentinel.${k}`, 'a string', v[k])
+  }
+  if (v.db !== undefined && typeof v.db !== 'number') throw optionError('sentinel.db', 'a number', v.db)
+  return v
+}
+
 /**
  * @param {unknown} options the constructor argument
  * @returns {{ native: object, loader: Function | undefined, logger: object | undefined }}
@@ -53,10 +72,15 @@ function normalizeOptions(options) {
   for (const k of Object.keys(options)) {
     if (!TOP_LEVEL.has(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`${k}\` (known: ${[...TOP_LEVEL].join(', ')})`)
   }
+  const sentinel = sentinelSection(options.sentinel)
+  if (sentinel !== undefined && options.redisUrl !== undefined) {
+    throw mlcError(TypeError, codes.INVALID_OPTION, 'options `redisUrl` and `sentinel` exclude each other: give exactly one')
+  }
   let redisUrl = options.redisUrl
   // an empty REDIS_URL counts as unset (the shell convention); an explicit '' is a mistake (an
-  // empty variable passed through?) that would otherwise run without Redis, silently
-  if (redisUrl === undefined) redisUrl = process.env.REDIS_URL || undefined
+  // empty variable passed through?) that would otherwise run without Redis, silently. REDIS_URL
+  // only defaults `redisUrl`: it is ignored when `sentinel` is given
+  if (redisUrl === undefined) redisUrl = sentinel === undefined ? process.env.REDIS_URL || undefined : undefined
   else if (typeof redisUrl !== 'string') throw optionError('redisUrl', 'a string', redisUrl)
   else if (redisUrl === '') {
     throw mlcError(TypeError, codes.INVALID_OPTION,
@@ -110,6 +134,11 @@ function normalizeOptions(options) {
       tlsKeyFile: tls.keyFile,
       maxValueBytes: limits.maxValueBytes,
       busAckTimeout: bus.ackTimeout,
+      sentinelNodes: sentinel && sentinel.nodes,
+      sentinelName: sentinel && sentinel.name,
+      sentinelUsername: sentinel && sentinel.username,
+      sentinelPassword: sentinel && sentinel.password,
+      sentinelDb: sentinel && sentinel.db,
     },
   }
 }

@@ -108,6 +108,16 @@ pub struct NativeOptions {
     pub max_value_bytes: Option<f64>,
     /// `bus.ackTimeout`, in seconds.
     pub bus_ack_timeout: Option<f64>,
+    /// `sentinel.nodes`.
+    pub sentinel_nodes: Option<Vec<String>>,
+    /// `sentinel.name`.
+    pub sentinel_name: Option<String>,
+    /// `sentinel.username`.
+    pub sentinel_username: Option<String>,
+    /// `sentinel.password`.
+    pub sentinel_password: Option<String>,
+    /// `sentinel.db`.
+    pub sentinel_db: Option<f64>,
 }
 
 /// The resolved settings, as JS needs them.
@@ -321,6 +331,11 @@ impl NativeCache {
             tls_key_file: options.tls_key_file,
             max_value_bytes: options.max_value_bytes,
             bus_ack_timeout: options.bus_ack_timeout,
+            sentinel_nodes: options.sentinel_nodes,
+            sentinel_name: options.sentinel_name,
+            sentinel_username: options.sentinel_username,
+            sentinel_password: options.sentinel_password,
+            sentinel_db: options.sentinel_db,
         };
         let config = Config::from_options(opts).map_err(|e| throw(&env, &e))?;
         let notify: Arc<Notify> = Arc::new(

@@ -1,6 +1,6 @@
 // Compiled with `tsc --noEmit` by `npm test`: the public typings must accept every documented
 // use and reject misuse (each `@ts-expect-error` fails the build if the line compiles).
-import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, codes, registerMetrics } from '../../index'
+import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, SentinelOptions, codes, registerMetrics } from '../../index'
 import { Registry } from 'prom-client'
 
 interface Profile { name: string; age: number }
@@ -27,6 +27,13 @@ async function usage(): Promise<void> {
     debug: () => {},
   }
   new MultiLevelCache({ logger })
+  const sentinel: SentinelOptions = { nodes: ['redis://127.0.0.1:26379'], name: 'mymaster', password: 'pw', db: 1 }
+  new MultiLevelCache({ sentinel, prefix: 'shop' })
+  // @ts-expect-error: the sentinels and the master's name are required
+  new MultiLevelCache({ sentinel: { nodes: ['redis://127.0.0.1:26379'] } })
+  const refusedCode: 'ERR_MLC_REDIS_REFUSED' = codes.REDIS_REFUSED
+  const st: CacheStats = cache.stats()
+  const counted: number = st.replaysCollapsed + st.redisRefused + st.invalidationsRefused
   const problem: RedisProblemCode = 'MLC_REDIS_NOPERM'
   // @ts-expect-error a logger needs all four levels
   new MultiLevelCache({ logger: { error: () => {}, warn: () => {} } })

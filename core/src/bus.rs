@@ -137,8 +137,8 @@ pub trait BusHandler: Send + Sync + 'static {
 /// Settings of the subscriber.
 #[derive(Debug, Clone)]
 pub struct BusConfig {
-    /// The Redis settings (URL, TLS).
-    pub redis: crate::config::L2Config,
+    /// Where to connect (one server, or the master Sentinel names).
+    pub connector: crate::connection::Connector,
     /// The channel.
     pub channel: String,
     /// This process's instance id (messages carrying it are ignored).
@@ -243,7 +243,8 @@ async fn run(
 }
 
 async fn subscribe(config: &BusConfig) -> redis::RedisResult<redis::aio::PubSub> {
-    let client = crate::connection::client(&config.redis)?;
+    config.connector.resolve().await;
+    let client = config.connector.client()?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub
         .subscribe(&[
@@ -262,6 +263,16 @@ async fn listen(
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
     let (mut sink, mut stream) = pubsub.split();
+    // a new master (Sentinel failover): subscribe there; messages may have been missed
+    let mut master = config.connector.changes();
+    master.mark_unchanged();
+    // one server: the sender is gone at once, and nothing ever moves
+    let master_moved = async move {
+        if master.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(master_moved);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
     let acks = ack_channel(&config.channel, &config.instance);
@@ -292,6 +303,7 @@ async fn listen(
                     None => handler.on_malformed(),
                 }
             }
+            _ = &mut master_moved => return false,
             _ = heartbeat.tick() => {
                 let ping = tokio::time::timeout(config.command_timeout, sink.ping::<redis::Value>()).await;
                 if !matches!(ping, Ok(Ok(_))) {

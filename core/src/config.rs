@@ -91,6 +91,48 @@ pub struct Options {
     pub max_value_bytes: Option<f64>,
     /// `bus.ackTimeout` in seconds (0: do not wait).
     pub bus_ack_timeout: Option<f64>,
+    /// `sentinel.nodes`: the sentinels' URLs (`redis://` or `rediss://`, their own auth in them).
+    pub sentinel_nodes: Option<Vec<String>>,
+    /// `sentinel.name`: the name of the master the sentinels monitor.
+    pub sentinel_name: Option<String>,
+    /// `sentinel.username`: the data nodes' ACL user.
+    pub sentinel_username: Option<String>,
+    /// `sentinel.password`: the data nodes' password.
+    pub sentinel_password: Option<String>,
+    /// `sentinel.db`: the database on the data nodes.
+    pub sentinel_db: Option<f64>,
+}
+
+/// How the master is found through Redis Sentinel.
+#[derive(Clone, PartialEq)]
+pub struct SentinelConfig {
+    /// The sentinels' URLs.
+    pub nodes: Vec<String>,
+    /// The master's name.
+    pub name: String,
+    /// The data nodes' ACL user.
+    pub username: Option<String>,
+    /// The data nodes' password.
+    pub password: Option<String>,
+    /// The database on the data nodes.
+    pub db: i64,
+    /// Whether the data nodes speak TLS (the sentinels' URLs are `rediss://`).
+    pub tls: bool,
+}
+
+impl std::fmt::Debug for SentinelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConfig")
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact(n)).collect::<Vec<_>>(),
+            )
+            .field("name", &self.name)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("db", &self.db)
+            .finish()
+    }
 }
 
 /// Settings of the in-process layer.
@@ -105,8 +147,10 @@ pub struct L1Config {
 /// Settings of the Redis layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct L2Config {
-    /// The Redis URL.
+    /// The Redis URL; with [`L2Config::sentinel`], `sentinel://<name>` (a name for messages).
     pub url: String,
+    /// The master is found (and followed through failover) by these sentinels.
+    pub sentinel: Option<SentinelConfig>,
     /// TTL of an entry without a per-entry `ttl`.
     pub ttl: Duration,
     /// Bound on establishing a connection.
@@ -205,8 +249,18 @@ impl Config {
             o.command_timeout,
             DEFAULT_COMMAND_TIMEOUT_SECS,
         )?;
-        let url = o.redis_url.clone().filter(|u| !u.is_empty());
-        if let Some(url) = &url {
+        let sentinel = read_sentinel(&o)?;
+        if sentinel.is_some() && o.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Err(CacheError::type_error(
+                ErrorCode::InvalidOption,
+                "options `redisUrl` and `sentinel` exclude each other: give exactly one",
+            ));
+        }
+        let url = match &sentinel {
+            Some(s) => Some(format!("sentinel://{}", s.name)),
+            None => o.redis_url.clone().filter(|u| !u.is_empty()),
+        };
+        if let (Some(url), None) = (&url, &sentinel) {
             validate_url(url)?;
         }
         let threshold = o
@@ -226,14 +280,13 @@ impl Config {
             DEFAULT_BREAKER_COOLDOWN_SECS,
         )?;
         let tls = read_tls(&o)?;
-        if tls.is_some()
-            && !url
-                .as_deref()
-                .is_some_and(|u| u.to_ascii_lowercase().starts_with("rediss://"))
-        {
+        let tls_url = url
+            .as_deref()
+            .is_some_and(|u| u.to_ascii_lowercase().starts_with("rediss://"));
+        if tls.is_some() && !tls_url && !sentinel.as_ref().is_some_and(|s| s.tls) {
             return Err(CacheError::type_error(
                 ErrorCode::InvalidOption,
-                "option `redis.tls` needs a rediss:// `redisUrl`",
+                "option `redis.tls` needs a rediss:// `redisUrl` (or rediss:// `sentinel.nodes`)",
             ));
         }
         let lock = LockConfig {
@@ -257,6 +310,7 @@ impl Config {
         let l2 = match url {
             Some(url) if !o.l2_disabled => Some(L2Config {
                 url,
+                sentinel,
                 ttl: l2_ttl,
                 connect_timeout,
                 command_timeout,
@@ -366,6 +420,70 @@ fn read_tls(o: &Options) -> Result<Option<TlsFiles>, CacheError> {
         }
     };
     Ok((ca.is_some() || client.is_some()).then_some(TlsFiles { ca, client }))
+}
+
+/// `sentinel`: every node a valid `redis://`/`rediss://` URL (all of one scheme), a name, a db.
+fn read_sentinel(o: &Options) -> Result<Option<SentinelConfig>, CacheError> {
+    let Some(nodes) = &o.sentinel_nodes else {
+        return Ok(None);
+    };
+    if nodes.is_empty() {
+        return Err(CacheError::type_error(
+            ErrorCode::InvalidOption,
+            "option `sentinel.nodes` must name at least one sentinel",
+        ));
+    }
+    let mut tls = None;
+    for node in nodes {
+        let scheme = node.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let is_tls = match scheme.as_deref() {
+            Some("redis") => false,
+            Some("rediss") => true,
+            _ => {
+                return Err(CacheError::type_error(
+                    ErrorCode::InvalidOption,
+                    format!(
+                        "option `sentinel.nodes` must hold redis:// or rediss:// URLs, got {:?}",
+                        redact(node)
+                    ),
+                ))
+            }
+        };
+        if *tls.get_or_insert(is_tls) != is_tls {
+            return Err(CacheError::type_error(
+                ErrorCode::InvalidOption,
+                "option `sentinel.nodes` mixes redis:// and rediss:// URLs",
+            ));
+        }
+        redis::Client::open(node.as_str()).map_err(|e| {
+            CacheError::type_error(
+                ErrorCode::InvalidOption,
+                format!(
+                    "option `sentinel.nodes` holds an invalid URL ({}): {e}",
+                    redact(node)
+                ),
+            )
+        })?;
+    }
+    let name = o.sentinel_name.clone().unwrap_or_default();
+    if name.is_empty() {
+        return Err(CacheError::type_error(
+            ErrorCode::InvalidOption,
+            "option `sentinel.name` must name the master the sentinels monitor",
+        ));
+    }
+    let db = o.sentinel_db.unwrap_or(0.0);
+    if !db.is_finite() || db < 0.0 || db.fract() != 0.0 || db > 1e6 {
+        return Err(option_range("sentinel.db", "an integer from 0", db));
+    }
+    Ok(Some(SentinelConfig {
+        nodes: nodes.clone(),
+        name,
+        username: o.sentinel_username.clone().filter(|u| !u.is_empty()),
+        password: o.sentinel_password.clone().filter(|p| !p.is_empty()),
+        db: db as i64,
+        tls: tls.unwrap_or(false),
+    }))
 }
 
 fn validate_url(url: &str) -> Result<(), CacheError> {

@@ -1,18 +1,37 @@
-//! How a cache connects to Redis: the client for the configured server (and its TLS
-//! material). The data layer ([`crate::l2`]) and the bus ([`crate::bus`]) both build their
-//! connections here, so neither depends on the other; a new topology (Cluster, Sentinel) adds
-//! its client here.
+//! How a cache connects to Redis: one server (`redisUrl`), or the master that Redis Sentinel
+//! names (`sentinel`), followed through failover. The data layer ([`crate::l2`]) and the bus
+//! ([`crate::bus`]) both build their connections from a [`Connector`], so neither depends on the
+//! other; a new topology adds its case here.
+//!
+//! ## Sentinel
+//! A [`Connector`] for Sentinel runs a watcher task (on the tokio runtime) that asks the
+//! sentinels for the master's address (`SENTINEL GET-MASTER-ADDR-BY-NAME`, one sentinel after
+//! the other until one answers, each bounded by the connect and command timeouts) at once and
+//! then every [`SENTINEL_POLL`]. When the address changes it bumps a generation
+//! ([`Connector::changes`]): L2 replaces its connection manager, and the bus subscribes again on
+//! the new master (which clears L1, since messages may have been missed). Polling, not only
+//! reacting to errors: after a failover Sentinel may leave the old master accepting writes for
+//! seconds before it demotes it, and writes there would be lost.
 
-use redis::Client;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::L2Config;
+use parking_lot::RwLock;
+use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+use tokio::sync::watch;
 
-/// Builds a client for `config`, with its TLS material when it has some.
-pub fn client(config: &L2Config) -> redis::RedisResult<Client> {
+use crate::config::{L2Config, SentinelConfig};
+
+/// How often the sentinels are asked where the master is.
+pub const SENTINEL_POLL: Duration = Duration::from_millis(500);
+
+/// Builds a client for one server's `url`, with the TLS material of `config` when it has some.
+fn client_for_url(config: &L2Config, url: impl IntoConnectionInfo) -> redis::RedisResult<Client> {
     match &config.tls {
-        None => Client::open(config.url.as_str()),
+        None => Client::open(url),
         Some(tls) => Client::build_with_tls(
-            config.url.as_str(),
+            url,
             redis::TlsCertificates {
                 client_tls: tls
                     .client
@@ -25,4 +44,176 @@ pub fn client(config: &L2Config) -> redis::RedisResult<Client> {
             },
         ),
     }
+}
+
+/// Where the data connection goes, now and after a failover.
+#[derive(Clone)]
+pub struct Connector {
+    config: L2Config,
+    sentinel: Option<Arc<SentinelWatch>>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("url", &crate::config::redact(&self.config.url))
+            .field(
+                "sentinel",
+                &self.sentinel.as_ref().map(|s| s.master.read().clone()),
+            )
+            .finish()
+    }
+}
+
+/// The master's address as the sentinels last said, and its generation.
+struct SentinelWatch {
+    config: SentinelConfig,
+    master: RwLock<Option<(String, u16)>>,
+    generation: watch::Sender<u64>,
+    started: AtomicBool,
+}
+
+impl Connector {
+    /// A connector for `config`. For Sentinel, [`Connector::start`] must run inside a tokio
+    /// runtime before the first connection.
+    pub fn new(config: &L2Config) -> Connector {
+        Connector {
+            config: config.clone(),
+            sentinel: config.sentinel.clone().map(|s| {
+                Arc::new(SentinelWatch {
+                    config: s,
+                    master: RwLock::new(None),
+                    generation: watch::channel(0).0,
+                    started: AtomicBool::new(false),
+                })
+            }),
+        }
+    }
+
+    /// Starts following the master (Sentinel; nothing to do for one server). The watcher ends
+    /// once every clone of this connector is dropped.
+    pub fn start(&self) {
+        let Some(watch) = &self.sentinel else {
+            return;
+        };
+        if watch.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(watch);
+        let bound = self.config.connect_timeout + self.config.command_timeout;
+        tokio::spawn(async move {
+            // bounded by the connector's life: it ends when the last clone is dropped
+            loop {
+                let Some(watch) = weak.upgrade() else { return };
+                if let Some(addr) = watch.ask(bound).await {
+                    watch.learn(addr);
+                }
+                drop(watch);
+                tokio::time::sleep(SENTINEL_POLL).await;
+            }
+        });
+    }
+
+    /// Whether a connection can be made now (Sentinel: once the master is known).
+    pub fn client(&self) -> redis::RedisResult<Client> {
+        match &self.sentinel {
+            None => client_for_url(&self.config, self.config.url.as_str()),
+            Some(watch) => {
+                let Some((host, port)) = watch.master.read().clone() else {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "the sentinels have not named the master yet",
+                    )));
+                };
+                client_for_url(&self.config, watch.data_info(host, port))
+            }
+        }
+    }
+
+    /// Asks the sentinels now (Sentinel), so a first connection does not wait for the
+    /// watcher's next poll.
+    pub async fn resolve(&self) {
+        if let Some(watch) = &self.sentinel {
+            if watch.master.read().is_none() {
+                let bound = self.config.connect_timeout + self.config.command_timeout;
+                if let Some(addr) = watch.ask(bound).await {
+                    watch.learn(addr);
+                }
+            }
+        }
+    }
+
+    /// A receiver that changes whenever the master moves. For one server nothing moves: its
+    /// sender is gone at once (`changed()` fails; wait on nothing then).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        match &self.sentinel {
+            Some(watch) => watch.generation.subscribe(),
+            None => watch::channel(0).1,
+        }
+    }
+
+    /// Whether the master is found through Sentinel.
+    pub fn is_sentinel(&self) -> bool {
+        self.sentinel.is_some()
+    }
+}
+
+impl SentinelWatch {
+    /// The address one of the sentinels gives for the master, asking them in turn.
+    async fn ask(&self, bound: Duration) -> Option<(String, u16)> {
+        for node in &self.config.nodes {
+            let ask = async {
+                let client = Client::open(node.as_str())?;
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.config.name)
+                    .query_async::<Option<(String, u16)>>(&mut c)
+                    .await
+            };
+            if let Ok(Ok(Some(addr))) = tokio::time::timeout(bound, ask).await {
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Records the master's address; a new one starts a new generation.
+    fn learn(&self, addr: (String, u16)) {
+        let mut master = self.master.write();
+        if master.as_ref() != Some(&addr) {
+            *master = Some(addr);
+            drop(master);
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// How to reach the master at `host:port` with the data nodes' credentials.
+    fn data_info(&self, host: String, port: u16) -> ConnectionInfo {
+        let addr = if self.config.tls {
+            ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host, port)
+        };
+        let mut redis = RedisConnectionInfo::default().set_db(self.config.db);
+        if let Some(user) = &self.config.username {
+            redis = redis.set_username(user.clone());
+        }
+        if let Some(password) = &self.config.password {
+            redis = redis.set_password(password.clone());
+        }
+        addr.into_connection_info()
+            .expect("an address always makes a connection info")
+            .set_redis_settings(redis)
+    }
+}
+
+/// Builds a client for `config`'s one server, with its TLS material when it has some.
+pub fn client(config: &L2Config) -> redis::RedisResult<Client> {
+    client_for_url(config, config.url.as_str())
 }

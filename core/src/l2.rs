@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::Notify;
@@ -65,6 +65,7 @@ use crate::breaker::{Breaker, BreakerState, Permit};
 use crate::clock::now_us;
 use crate::codec::Encoded;
 use crate::config::L2Config;
+use crate::connection::Connector;
 use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
@@ -387,7 +388,10 @@ pub struct L2Counters {
 
 /// The Redis layer of one cache.
 pub struct L2 {
-    conn: ConnectionManager,
+    /// the data connection (`None` until the sentinels named the master); replaced when the
+    /// master moves (see [`crate::connection`])
+    conn: RwLock<Option<ConnectionManager>>,
+    connector: Connector,
     keys: Keyspace,
     bound: Duration,
     channel: String,
@@ -460,18 +464,32 @@ impl L2 {
     /// (within `connect_timeout`). Must be called inside a tokio runtime, which also runs the
     /// replay of failed invalidations whenever the breaker closes again. `all_notice` is the
     /// bus announcement of an invalidation of the whole prefix.
-    pub fn new(config: &L2Config, keys: Keyspace, all_notice: String) -> Result<Arc<L2>, L2Error> {
-        let client =
-            crate::connection::client(config).map_err(|e| L2Error::Invalid(e.to_string()))?;
+    pub fn new(
+        config: &L2Config,
+        connector: Connector,
+        keys: Keyspace,
+        all_notice: String,
+    ) -> Result<Arc<L2>, L2Error> {
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-            .map_err(|e| L2Error::Invalid(e.to_string()))?;
+        let conn = if connector.is_sentinel() {
+            None
+        } else {
+            let client = connector
+                .client()
+                .map_err(|e| L2Error::Invalid(e.to_string()))?;
+            Some(
+                ConnectionManager::new_lazy_with_config(client, manager_config.clone())
+                    .map_err(|e| L2Error::Invalid(e.to_string()))?,
+            )
+        };
+        let changes = connector.changes();
         let l2 = Arc::new(L2 {
-            conn,
+            conn: RwLock::new(conn),
+            connector,
             bound: config.connect_timeout + config.command_timeout,
             channel: keys.bus_channel(),
             keys,
@@ -498,7 +516,17 @@ impl L2 {
             Arc::downgrade(&l2),
             l2.recovered.clone(),
         ));
+        if l2.connector.is_sentinel() {
+            tokio::spawn(follow_master(Arc::downgrade(&l2), changes, manager_config));
+        }
         Ok(l2)
+    }
+
+    /// The data connection now.
+    fn conn(&self) -> Result<ConnectionManager, L2Error> {
+        self.conn.read().clone().ok_or_else(|| {
+            L2Error::Unavailable("the sentinels have not named the master yet".into())
+        })
     }
 
     /// The longest a single call can take (connect plus command timeout).
@@ -661,7 +689,7 @@ impl L2 {
 
     /// Redis' own hit counters (`keyspace_hits`, `keyspace_misses` of `INFO stats`).
     pub async fn keyspace_stats(&self) -> Result<(u64, u64), L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let info: String = self
             .bounded(redis::cmd("INFO").arg("stats").query_async(&mut c))
             .await?;
@@ -676,7 +704,7 @@ impl L2 {
 
     /// Makes sure a connection exists (a `PING`).
     pub async fn ping(&self) -> Result<(), L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         self.bounded(redis::cmd("PING").query_async::<()>(&mut c))
             .await
     }
@@ -684,7 +712,7 @@ impl L2 {
     /// The raw envelopes of several keys in one round trip (`MGET`; every key of a prefix is in
     /// one cluster slot).
     pub async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut cmd = redis::cmd("MGET");
         for key in keys {
             cmd.arg(self.keys.entry(key));
@@ -696,7 +724,7 @@ impl L2 {
     /// The markers of several tags in one round trip: `None` for a missing (or unreadable)
     /// marker, which makes every entry carrying the tag invalid.
     pub async fn markers(&self, tags: &[String]) -> Result<Vec<Option<u64>>, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut cmd = redis::cmd("MGET");
         for tag in tags {
             cmd.arg(self.keys.tag_marker(tag));
@@ -725,7 +753,7 @@ impl L2 {
         notice: &str,
         load: Option<LoadedWrite<'_>>,
     ) -> Result<Option<u64>, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.set_entry.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         for tag in tags {
@@ -748,7 +776,7 @@ impl L2 {
     /// Deletes `key` (marking a load in progress of it stale) and publishes `notice` on the
     /// bus. Returns how many subscribers received `notice`.
     pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
         inv.arg(&self.channel).arg(notice);
@@ -765,7 +793,7 @@ impl L2 {
         ttl: Duration,
         discard: Option<Discard>,
     ) -> Result<ReadOrLock, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.read_or_lock.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         inv.arg(token).arg(ttl.as_millis() as u64);
@@ -793,7 +821,7 @@ impl L2 {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.extend_lock.key(self.keys.lock(key));
         inv.arg(token).arg(ttl.as_millis() as u64);
         self.bounded(inv.invoke_async::<u64>(&mut c))
@@ -808,7 +836,7 @@ impl L2 {
         token: &str,
         notice: &str,
     ) -> Result<bool, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.release_lock.key(self.keys.lock(key));
         inv.arg(token).arg(&self.channel).arg(notice);
         self.bounded(inv.invoke_async::<u64>(&mut c))
@@ -818,7 +846,7 @@ impl L2 {
 
     /// The raw envelope of `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let k = self.keys.entry(key);
         self.bounded(
             redis::cmd("GET")
@@ -831,7 +859,7 @@ impl L2 {
     /// Invalidates every entry tagged `tag` (O(1): its marker moves to the advanced clock) and
     /// publishes `notice`. Returns how many subscribers received `notice`.
     pub async fn invalidate_tag(&self, tag: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = self.invalidate_tag.key(self.keys.clock());
         inv.key(self.keys.tag_marker(tag));
         inv.arg(now_us()).arg(&self.channel).arg(notice);
@@ -843,7 +871,7 @@ impl L2 {
     /// stays responsive), then publishes `notice` (every process empties its L1). The fallback
     /// of a replay queue that overflowed. Returns how many subscribers received `notice`.
     pub async fn invalidate_all(&self, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let pattern = self.keys.entries_pattern();
         let mut cursor: u64 = 0;
         // bounded: MAX_PURGE_ROUNDS rounds, each bounded by the command timeout
@@ -879,7 +907,7 @@ impl L2 {
 
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
     pub async fn ack(&self, instance: &str, seq: u64) -> Result<(), L2Error> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let channel = crate::keys::ack_channel(&self.channel, instance);
         self.bounded(
             redis::cmd("PUBLISH")
@@ -889,6 +917,31 @@ impl L2 {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// Gives L2 a connection to the master whenever the sentinels name a new one (a failover);
+/// ends with the L2 (or its connector).
+async fn follow_master(
+    l2: Weak<L2>,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    config: ConnectionManagerConfig,
+) {
+    // bounded by the L2's life: each round waits for a change of master
+    loop {
+        if changes.changed().await.is_err() {
+            return;
+        }
+        let Some(l2) = l2.upgrade() else { return };
+        let manager = l2
+            .connector
+            .client()
+            .and_then(|client| ConnectionManager::new_lazy_with_config(client, config.clone()));
+        if let Ok(manager) = manager {
+            *l2.conn.write() = Some(manager);
+            // what failed against the old master may pass now
+            l2.recovered.notify_one();
+        }
     }
 }
 

@@ -139,8 +139,10 @@ impl Cache {
             Some(c) => {
                 let _guard = rt.enter();
                 let keys = Keyspace::new(&config.prefix);
+                let connector = crate::connection::Connector::new(c);
+                connector.start();
                 let bus_config = BusConfig {
-                    redis: c.clone(),
+                    connector: connector.clone(),
                     channel: keys.bus_channel(),
                     instance: instance.clone(),
                     connect_timeout: c.connect_timeout,
@@ -149,7 +151,7 @@ impl Cache {
                 };
                 let all_notice =
                     crate::bus::encode(&instance, &crate::bus::BusEvent::AllInvalidated);
-                let l2 = L2::new(c, keys, all_notice)?;
+                let l2 = L2::new(c, connector, keys, all_notice)?;
                 l2.report_problems_to(problems.clone());
                 let _ = shared.acker.set(Arc::downgrade(&l2));
                 let settle = Arc::downgrade(&shared);
