@@ -674,7 +674,7 @@ impl NativeCache {
             sets: c.sets as f64,
             deletes: c.deletes as f64,
             tag_invalidations: c.tag_invalidations as f64,
-            redis_errors: c.redis_errors as f64,
+            redis_errors: s.l2.errors as f64,
             redis_corrupt_values: c.redis_corrupt_values as f64,
             l1_fills_skipped: c.l1_fills_skipped as f64,
             loads_discarded: c.loads_discarded as f64,
@@ -700,7 +700,7 @@ impl NativeCache {
             replayed: s.l2.replayed as f64,
             replays_pending: s.l2.replays_pending as f64,
             replays_collapsed: s.l2.replays_collapsed as f64,
-            redis_refused: c.redis_refused as f64,
+            redis_refused: s.l2.refused as f64,
             invalidations_refused: c.invalidations_refused as f64,
         }
     }

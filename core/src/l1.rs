@@ -104,6 +104,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// Marks `slot` gone for JS after `key`'s entry was removed, unless the slot was freed
+    /// (by the listener) and given to another key meanwhile: zeroing it then would hide that
+    /// key's live entry.
+    fn mark_gone(&self, slot: u32, key: &str) {
+        let slots = self.slots.lock();
+        if slots
+            .keys
+            .get(slot as usize)
+            .is_some_and(|k| k.as_deref() == Some(key))
+        {
+            self.expires[slot as usize].store(0, Ordering::Release);
+        }
+    }
+
     fn on_removed(&self, key: &str, meta: &Meta, cause: RemovalCause) {
         self.expires[meta.slot as usize].store(0, Ordering::Release);
         // expirations are counted by the expirer, which removes them (moka keeps no timers)
@@ -425,7 +439,7 @@ impl L1 {
         match self.cache.remove(key) {
             Some(meta) => {
                 // visible to JS at once, even before moka notifies the listener
-                self.shared.expires[meta.slot as usize].store(0, Ordering::Release);
+                self.shared.mark_gone(meta.slot, key);
                 true
             }
             None => false,
@@ -447,7 +461,7 @@ impl L1 {
                 _ => Op::Nop,
             });
         if let CompResult::Removed(e) = result {
-            self.shared.expires[e.value().slot as usize].store(0, Ordering::Release);
+            self.shared.mark_gone(e.value().slot, key);
         }
     }
 
@@ -466,8 +480,8 @@ impl L1 {
                     Some(e) if e.value().slot == slot => Op::Remove,
                     _ => Op::Nop,
                 });
-            if matches!(result, CompResult::Removed(_)) {
-                self.shared.expires[slot as usize].store(0, Ordering::Release);
+            if let CompResult::Removed(e) = result {
+                self.shared.mark_gone(slot, e.key());
                 removed += 1;
             }
         }

@@ -70,6 +70,11 @@ use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
 
+/// First line of a script that stores values: declared (Redis >= 7), so that Redis refuses it
+/// up front when memory is full (`OOM` under `noeviction`), instead of only at its first
+/// command that needs memory, after it extended tag markers.
+const WRITES: &str = "#!lua\n";
+
 /// First line of a script Redis must run even when memory is full (`maxmemory` reached under
 /// `noeviction`): deletes, tag markers, locks. Redis >= 7.
 const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
@@ -376,6 +381,12 @@ pub const MAX_REPLAYS: usize = 10_000;
 pub struct L2Counters {
     /// Commands not sent because the breaker was open.
     pub skipped: u64,
+    /// Commands that failed: no answer in time, no connection, an error reply, an unusable
+    /// reply (skipped ones not counted). Every command of the cache goes through one bound, so
+    /// this counts them all: lookups, writes, replays, acknowledgements, lock upkeep.
+    pub errors: u64,
+    /// Of those, error replies (`OOM`, `BUSY`, `NOPERM`, ...).
+    pub refused: u64,
     /// Times the breaker opened.
     pub breaker_opened: u64,
     /// Invalidations replayed after Redis came back.
@@ -411,6 +422,8 @@ pub struct L2 {
     /// told what Redis said when a command fails (see [`crate::problems`])
     problems: std::sync::OnceLock<Arc<crate::problems::Problems>>,
     skipped: AtomicU64,
+    errors: AtomicU64,
+    refused: AtomicU64,
     replayed: AtomicU64,
     replays_collapsed: AtomicU64,
     invalidate_tag: Script,
@@ -502,11 +515,13 @@ impl L2 {
             on_replayed: Mutex::new(None),
             problems: std::sync::OnceLock::new(),
             skipped: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_collapsed: AtomicU64::new(0),
             invalidate_tag: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
             read_or_lock: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{READ_OR_LOCK}")),
-            set_entry: Script::new(&format!("{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
+            set_entry: Script::new(&format!("{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
             delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
             marker_ttl: config.ttl,
             extend_lock: Script::new(&format!("{ALLOW_OOM}{EXTEND_LOCK}")),
@@ -548,6 +563,8 @@ impl L2 {
     pub fn counters(&self) -> L2Counters {
         L2Counters {
             skipped: self.skipped.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             breaker_opened: self.breaker.times_opened(),
             replayed: self.replayed.load(Ordering::Relaxed),
             replays_collapsed: self.replays_collapsed.load(Ordering::Relaxed),
@@ -606,10 +623,20 @@ impl L2 {
             Err(_) => Err(L2Error::Timeout),
         };
         report.done = true;
+        if let Err(e) = &result {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            if matches!(e, L2Error::Refused { .. }) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         match &result {
             // an error reply comes at once: only silence and lost connections open the breaker
             Err(e) if e.is_availability() => self.breaker.failure(permit),
-            _ => {
+            // Redis answers, but refuses: not a recovery (the replay task keeps its pace)
+            Err(_) => {
+                self.breaker.success(permit);
+            }
+            Ok(_) => {
                 let closed_again = self.breaker.success(permit);
                 if closed_again || self.replays_waiting.load(Ordering::Relaxed) > 0 {
                     self.recovered.notify_one();
@@ -731,6 +758,7 @@ impl L2 {
         }
         let raw: Vec<Option<String>> = self.bounded(cmd.query_async(&mut c)).await?;
         if raw.len() != tags.len() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
             return Err(L2Error::Invalid("MGET answered the wrong count".into()));
         }
         Ok(raw
@@ -808,9 +836,12 @@ impl L2 {
             [redis::Value::Int(1), redis::Value::BulkString(v)] => Ok(ReadOrLock::Value(v.clone())),
             [redis::Value::Int(2), redis::Value::Int(c)] => Ok(ReadOrLock::Acquired(*c as u64)),
             [redis::Value::Int(3), redis::Value::Int(c)] => Ok(ReadOrLock::Busy(*c as u64)),
-            other => Err(L2Error::Invalid(format!(
-                "unexpected reply to read-or-lock: {other:?}"
-            ))),
+            other => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                Err(L2Error::Invalid(format!(
+                    "unexpected reply to read-or-lock: {other:?}"
+                )))
+            }
         }
     }
 

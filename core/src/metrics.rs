@@ -41,10 +41,6 @@ counters! {
     deletes,
     /// `invalidateTag` calls.
     tag_invalidations,
-    /// Redis commands that failed or timed out.
-    redis_errors,
-    /// Redis error replies (`OOM`, `BUSY`, `NOPERM`, ...): counted in `redis_errors` too.
-    redis_refused,
     /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation for
     /// longer than the retry bound (or for good, `NOPERM`); each stays queued for replay.
     invalidations_refused,

@@ -155,10 +155,8 @@ impl LockingRead {
                     }
                     let _ = tokio::time::timeout((deadline - now).min(POLL), notified).await;
                 }
-                Err(e) => {
-                    self.shared.redis_failed(&e);
-                    return Outcome::Load(LoadContext::default());
-                }
+                // counted by L2: a miss; load without the lock
+                Err(_) => return Outcome::Load(LoadContext::default()),
             }
         }
     }

@@ -366,10 +366,7 @@ impl Cache {
                 let bytes = match l2.get(&key).await {
                     Ok(Some(bytes)) => bytes,
                     Ok(None) => return Outcome::Bool(false),
-                    Err(e) => {
-                        shared.redis_failed(&e);
-                        return Outcome::Bool(false);
-                    }
+                    Err(_) => return Outcome::Bool(false),
                 };
                 let Some(hit) = read_envelope(bytes, &key, shared.log.begin(), None) else {
                     return Outcome::Bool(false);
@@ -390,16 +387,7 @@ impl Cache {
         let Some(l2) = self.l2() else {
             return Started::Finished;
         };
-        let shared = self.shared.clone();
-        let read = async move {
-            match l2.keyspace_stats().await {
-                Ok(pair) => Outcome::KeyspaceStats(Some(pair)),
-                Err(e) => {
-                    shared.redis_failed(&e);
-                    Outcome::KeyspaceStats(None)
-                }
-            }
-        };
+        let read = async move { Outcome::KeyspaceStats(l2.keyspace_stats().await.ok()) };
         self.spawn(id, read, Outcome::KeyspaceStats(None));
         Started::Pending
     }
@@ -512,11 +500,8 @@ impl Cache {
         };
         for lock in self.locks.take_all() {
             let l2 = l2.clone();
-            let shared = self.shared.clone();
             self.spawn_background(async move {
-                if let Err(e) = l2.release_lock(&lock.key, &lock.token, "").await {
-                    shared.redis_failed(&e);
-                }
+                let _ = l2.release_lock(&lock.key, &lock.token, "").await;
             });
         }
         let shared = self.shared.clone();

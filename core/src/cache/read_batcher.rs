@@ -93,10 +93,7 @@ pub(super) async fn run_read_batcher(
                 let m = &shared.metrics;
                 let values = match answer {
                     Some(Ok(values)) if values.len() == batch.len() => values,
-                    Some(Err(e)) => {
-                        shared.redis_failed(&e);
-                        vec![None; batch.len()]
-                    }
+                    // failed (counted by L2) or closing: every read misses
                     _ => vec![None; batch.len()],
                 };
                 let mut hits: Vec<Option<super::Hit>> = Vec::with_capacity(batch.len());

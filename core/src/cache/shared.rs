@@ -20,7 +20,7 @@ use crate::bus::{BusEvent, BusHandler};
 use crate::invalidation::InvalidationLog;
 use crate::key_order::KeyOrder;
 use crate::l1::L1;
-use crate::l2::{L2Error, Replay, L2};
+use crate::l2::{Replay, L2};
 use crate::lock::Waiters;
 use crate::metrics::{Latencies, Metrics};
 use crate::tag_versions::TagVersions;
@@ -214,16 +214,6 @@ impl Shared {
         self.acks_missing.store(!all, Ordering::Relaxed);
         if !all {
             Metrics::inc(&self.metrics.bus_ack_timeouts);
-        }
-    }
-
-    /// Counts a failed Redis call (a call skipped by the open breaker is counted by L2).
-    pub(super) fn redis_failed(&self, e: &L2Error) {
-        if *e != L2Error::Skipped {
-            Metrics::inc(&self.metrics.redis_errors);
-        }
-        if matches!(e, L2Error::Refused { .. }) {
-            Metrics::inc(&self.metrics.redis_refused);
         }
     }
 }

@@ -58,9 +58,8 @@ impl Cache {
         let notice = self.notice(BusEvent::LockReleased(lock.key.clone()));
         let shared = self.shared.clone();
         self.spawn_background(async move {
-            if let Err(e) = l2.release_lock(&lock.key, &lock.token, &notice).await {
-                shared.redis_failed(&e);
-            }
+            // a failure is counted by L2; the lock then expires by its TTL
+            let _ = l2.release_lock(&lock.key, &lock.token, &notice).await;
             shared.waiters.wake(&lock.key);
         });
     }
@@ -170,7 +169,6 @@ impl Cache {
                 Err(e) => {
                     shared.settled_key(&key, Some(write_id));
                     if is_load {
-                        shared.redis_failed(&e);
                     } else {
                         // Redis may still hold an older value: it must go, now or once Redis is
                         // back (a loader's value replaced nothing: nothing to undo)
@@ -190,9 +188,7 @@ impl Cache {
                 // not stored: the lock is still ours (stored, the script released it and the
                 // announcement woke the waiters)
                 let wake = bus::encode(&instance, &BusEvent::LockReleased(lock.key.clone()));
-                if let Err(e) = l2.release_lock(&lock.key, &lock.token, &wake).await {
-                    shared.redis_failed(&e);
-                }
+                let _ = l2.release_lock(&lock.key, &lock.token, &wake).await;
             }
             // this process's own lookups waiting for a lock on the key (a lookup begun after an
             // invalidation detached the one holding it) hear no announcement of ours: the key's
@@ -299,7 +295,6 @@ pub(super) async fn settle_invalidation(
     first: &L2Error,
     inv: Replay,
 ) -> (Outcome, Option<u64>) {
-    shared.redis_failed(first);
     let mut last = first.clone();
     if last.is_availability() {
         // Redis unreachable: kept for replay, which settles it in L1 once Redis has it (a
@@ -327,7 +322,6 @@ pub(super) async fn settle_invalidation(
                     return (Outcome::Done, Some(receivers));
                 }
                 Err(e) => {
-                    shared.redis_failed(&e);
                     // a breaker opened meanwhile, or a connection lost: still refused for us
                     if !e.is_availability() {
                         last = e;
