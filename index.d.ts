@@ -116,6 +116,15 @@ export interface MultiLevelCacheOptions {
     breakerThreshold?: number
     /** How long an open breaker skips Redis before one probe may close it, in seconds. @default 1 */
     breakerCooldown?: number
+    /**
+     * Replicas every invalidation (`del`, `invalidateTag`, a caller's `set`) waits for
+     * (`WAIT`) before it resolves, so a failover right after it cannot bring the old value
+     * back. A wait in vain (`waitTimeout` ran out, fewer replicas acknowledged) is counted
+     * (`replicaWaitTimeouts`), never an error. An integer from 0 to 16. @default 0 (no wait)
+     */
+    waitReplicas?: number
+    /** The longest an invalidation waits for `waitReplicas`, in seconds. @default redis.commandTimeout */
+    waitTimeout?: number
     /** TLS material for a `rediss://` URL (PEM files). Without `caFile` the system's trust
      * store is used; `certFile` and `keyFile` (together) enable mutual TLS. */
     tls?: { caFile?: string; certFile?: string; keyFile?: string }
@@ -268,6 +277,8 @@ export interface CacheStats {
   redisRefused: number
   /** `set`/`del`/`invalidateTag` calls that rejected with `ERR_MLC_REDIS_REFUSED` (kept for replay). */
   invalidationsRefused: number
+  /** Invalidations that waited for `redis.waitReplicas` replicas in vain (`WAIT` timed out). */
+  replicaWaitTimeouts: number
   /** l1Hits / (l1Hits + l1Misses), 0 when there were none. */
   l1HitRatio: number
   /** l2Hits / (l2Hits + l2Misses), 0 when there were none. */

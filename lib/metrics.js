@@ -37,6 +37,7 @@ const DEFINITIONS = [
   gauge('cache_bus_connected', '1 when the invalidation bus is subscribed.', (s) => [[{}, s.busConnected ? 1 : 0]]),
   counter('cache_redis_errors_total', 'Redis commands that failed or timed out.', (s) => [[{}, s.redisErrors]]),
   counter('cache_redis_refused_total', 'Redis error replies (OOM, BUSY, NOPERM, ...), also counted in cache_redis_errors_total.', (s) => [[{}, s.redisRefused]]),
+  counter('cache_replica_wait_timeouts_total', 'Invalidations that waited for redis.waitReplicas replicas in vain (WAIT timed out or fewer acknowledged).', (s) => [[{}, s.replicaWaitTimeouts]]),
   counter('cache_invalidations_refused_total', 'set/del/invalidateTag calls rejected because Redis refused the invalidation (kept for replay).', (s) => [[{}, s.invalidationsRefused]]),
   counter('cache_redis_skipped_total', 'Redis commands skipped while the circuit breaker was open.', (s) => [[{}, s.redisSkipped]]),
   counter('cache_redis_corrupt_values_total', 'Unreadable values found under the prefix (served as misses).', (s) => [[{}, s.redisCorruptValues]]),

@@ -106,7 +106,7 @@ function normalizeOptions(options) {
   const l1 = section(options, 'l1', true, ['maxEntries', 'ttl'])
   const l2 = section(options, 'l2', true, ['ttl'])
   const lock = section(options, 'lock', false, ['ttl', 'wait'])
-  const redis = section(options, 'redis', false, ['connectTimeout', 'commandTimeout', 'breakerThreshold', 'breakerCooldown'], ['tls'])
+  const redis = section(options, 'redis', false, ['connectTimeout', 'commandTimeout', 'breakerThreshold', 'breakerCooldown', 'waitReplicas', 'waitTimeout'], ['tls'])
   const tls = tlsSection(redis.tls)
   const limits = section(options, 'limits', false, ['maxValueBytes'])
   const bus = section(options, 'bus', false, ['ackTimeout'])
@@ -134,6 +134,8 @@ function normalizeOptions(options) {
       tlsKeyFile: tls.keyFile,
       maxValueBytes: limits.maxValueBytes,
       busAckTimeout: bus.ackTimeout,
+      waitReplicas: redis.waitReplicas,
+      waitTimeout: redis.waitTimeout,
       sentinelNodes: sentinel && sentinel.nodes,
       sentinelName: sentinel && sentinel.name,
       sentinelUsername: sentinel && sentinel.username,

@@ -108,6 +108,10 @@ pub struct NativeOptions {
     pub max_value_bytes: Option<f64>,
     /// `bus.ackTimeout`, in seconds.
     pub bus_ack_timeout: Option<f64>,
+    /// `redis.waitReplicas`.
+    pub wait_replicas: Option<f64>,
+    /// `redis.waitTimeout`, seconds.
+    pub wait_timeout: Option<f64>,
     /// `sentinel.nodes`.
     pub sentinel_nodes: Option<Vec<String>>,
     /// `sentinel.name`.
@@ -225,6 +229,9 @@ pub struct NativeStats {
     pub redis_refused: f64,
     /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation.
     pub invalidations_refused: f64,
+    /// Invalidations that `WAIT`ed for `redis.waitReplicas` replicas in vain (timed out, or
+    /// fewer replicas acknowledged).
+    pub replica_wait_timeouts: f64,
 }
 
 /// A Redis problem noticed by the core (see `core/src/problems.rs`).
@@ -331,6 +338,8 @@ impl NativeCache {
             tls_key_file: options.tls_key_file,
             max_value_bytes: options.max_value_bytes,
             bus_ack_timeout: options.bus_ack_timeout,
+            wait_replicas: options.wait_replicas,
+            wait_timeout: options.wait_timeout,
             sentinel_nodes: options.sentinel_nodes,
             sentinel_name: options.sentinel_name,
             sentinel_username: options.sentinel_username,
@@ -702,6 +711,7 @@ impl NativeCache {
             replays_collapsed: s.l2.replays_collapsed as f64,
             redis_refused: s.l2.refused as f64,
             invalidations_refused: c.invalidations_refused as f64,
+            replica_wait_timeouts: s.l2.replica_wait_timeouts as f64,
         }
     }
 

@@ -47,6 +47,9 @@ pub const MAX_TAG_LENGTH: usize = 1024;
 pub const MAX_TAGS_PER_ENTRY: usize = 64;
 /// The longest TTL accepted, in seconds (about 31 years).
 pub const MAX_TTL_SECS: f64 = 1e9;
+/// The most replicas `redis.waitReplicas` may ask for.
+pub const MAX_WAIT_REPLICAS: u32 = 16;
+
 /// The longest prefix accepted, in bytes.
 pub const MAX_PREFIX_LENGTH: usize = 64;
 
@@ -91,6 +94,10 @@ pub struct Options {
     pub max_value_bytes: Option<f64>,
     /// `bus.ackTimeout` in seconds (0: do not wait).
     pub bus_ack_timeout: Option<f64>,
+    /// `redis.waitReplicas`: replicas an invalidation waits for (`WAIT`); 0: none.
+    pub wait_replicas: Option<f64>,
+    /// `redis.waitTimeout` in seconds: the longest an invalidation waits for them.
+    pub wait_timeout: Option<f64>,
     /// `sentinel.nodes`: the sentinels' URLs (`redis://` or `rediss://`, their own auth in them).
     pub sentinel_nodes: Option<Vec<String>>,
     /// `sentinel.name`: the name of the master the sentinels monitor.
@@ -166,6 +173,10 @@ pub struct L2Config {
     /// How long a write or invalidation waits for the other processes' acknowledgements on the
     /// bus (zero: it does not ask for them).
     pub ack_timeout: Duration,
+    /// Replicas every invalidation waits for (`WAIT`) before it completes; 0: none.
+    pub wait_replicas: u32,
+    /// The longest an invalidation waits for them.
+    pub wait_timeout: Duration,
 }
 
 /// TLS material (PEM bytes) read from the files named in `redis.tls`.
@@ -307,6 +318,22 @@ impl Config {
             ));
         }
         let ack_timeout = Duration::from_micros((ack_secs * 1e6).round() as u64);
+        let wait_replicas = o.wait_replicas.unwrap_or(0.0);
+        if !wait_replicas.is_finite()
+            || !(0.0..=MAX_WAIT_REPLICAS as f64).contains(&wait_replicas)
+            || wait_replicas.fract() != 0.0
+        {
+            return Err(option_range(
+                "redis.waitReplicas",
+                &format!("an integer from 0 to {MAX_WAIT_REPLICAS}"),
+                wait_replicas,
+            ));
+        }
+        let wait_timeout = seconds(
+            "redis.waitTimeout",
+            o.wait_timeout,
+            command_timeout.as_secs_f64(),
+        )?;
         let l2 = match url {
             Some(url) if !o.l2_disabled => Some(L2Config {
                 url,
@@ -318,6 +345,8 @@ impl Config {
                 breaker_cooldown,
                 tls,
                 ack_timeout,
+                wait_replicas: wait_replicas as u32,
+                wait_timeout,
             }),
             _ => None,
         };

@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Script;
+use redis::{Client, Script};
 use tokio::sync::Notify;
 
 use crate::breaker::{Breaker, BreakerState, Permit};
@@ -387,6 +387,8 @@ pub struct L2Counters {
     pub errors: u64,
     /// Of those, error replies (`OOM`, `BUSY`, `NOPERM`, ...).
     pub refused: u64,
+    /// Invalidations that `WAIT`ed for `redis.waitReplicas` replicas in vain.
+    pub replica_wait_timeouts: u64,
     /// Times the breaker opened.
     pub breaker_opened: u64,
     /// Invalidations replayed after Redis came back.
@@ -402,6 +404,12 @@ pub struct L2 {
     /// the data connection (`None` until the sentinels named the master); replaced when the
     /// master moves (see [`crate::connection`])
     conn: RwLock<Option<ConnectionManager>>,
+    /// with `redis.waitReplicas`: the connection invalidations go through, then `WAIT` (it
+    /// waits for this client's writes; on a connection of its own it holds up nothing else)
+    inval: RwLock<Option<ConnectionManager>>,
+    wait_replicas: u32,
+    wait_timeout: Duration,
+    replica_wait_timeouts: AtomicU64,
     connector: Connector,
     keys: Keyspace,
     bound: Duration,
@@ -488,20 +496,41 @@ impl L2 {
             .set_response_timeout(Some(config.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = if connector.is_sentinel() {
-            None
+        // WAIT can take waitTimeout: the invalidation connection's response bound covers it
+        let inval_config = (config.wait_replicas > 0).then(|| {
+            manager_config
+                .clone()
+                .set_response_timeout(Some(config.command_timeout + config.wait_timeout))
+        });
+        let managers = |client: Client| -> redis::RedisResult<_> {
+            let inval = match &inval_config {
+                Some(c) => Some(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    c.clone(),
+                )?),
+                None => None,
+            };
+            Ok((
+                ConnectionManager::new_lazy_with_config(client, manager_config.clone())?,
+                inval,
+            ))
+        };
+        let (conn, inval) = if connector.is_sentinel() {
+            (None, None)
         } else {
             let client = connector
                 .client()
                 .map_err(|e| L2Error::Invalid(e.to_string()))?;
-            Some(
-                ConnectionManager::new_lazy_with_config(client, manager_config.clone())
-                    .map_err(|e| L2Error::Invalid(e.to_string()))?,
-            )
+            let (conn, inval) = managers(client).map_err(|e| L2Error::Invalid(e.to_string()))?;
+            (Some(conn), inval)
         };
         let changes = connector.changes();
         let l2 = Arc::new(L2 {
             conn: RwLock::new(conn),
+            inval: RwLock::new(inval),
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
+            replica_wait_timeouts: AtomicU64::new(0),
             connector,
             bound: config.connect_timeout + config.command_timeout,
             channel: keys.bus_channel(),
@@ -532,9 +561,44 @@ impl L2 {
             l2.recovered.clone(),
         ));
         if l2.connector.is_sentinel() {
-            tokio::spawn(follow_master(Arc::downgrade(&l2), changes, manager_config));
+            tokio::spawn(follow_master(
+                Arc::downgrade(&l2),
+                changes,
+                manager_config,
+                inval_config,
+            ));
         }
         Ok(l2)
+    }
+
+    /// The connection invalidations go through (see `inval`).
+    fn inval_conn(&self) -> Result<ConnectionManager, L2Error> {
+        if self.wait_replicas == 0 {
+            return self.conn();
+        }
+        self.inval.read().clone().ok_or_else(|| {
+            L2Error::Unavailable("the sentinels have not named the master yet".into())
+        })
+    }
+
+    /// With `redis.waitReplicas`: waits (`WAIT`, at most `redis.waitTimeout`) until that many
+    /// replicas acknowledged the writes sent on `c`; counts a wait in vain, never fails (the
+    /// invalidation was applied on the master).
+    async fn wait_for_replicas(&self, c: &mut ConnectionManager) {
+        if self.wait_replicas == 0 {
+            return;
+        }
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(self.wait_replicas)
+            .arg(self.wait_timeout.as_millis() as u64);
+        let wait = cmd.query_async::<u64>(c);
+        let bound = self.wait_timeout + self.bound;
+        match tokio::time::timeout(bound, wait).await {
+            Ok(Ok(n)) if n >= u64::from(self.wait_replicas) => {}
+            _ => {
+                self.replica_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The data connection now.
@@ -565,6 +629,7 @@ impl L2 {
             skipped: self.skipped.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            replica_wait_timeouts: self.replica_wait_timeouts.load(Ordering::Relaxed),
             breaker_opened: self.breaker.times_opened(),
             replayed: self.replayed.load(Ordering::Relaxed),
             replays_collapsed: self.replays_collapsed.load(Ordering::Relaxed),
@@ -781,7 +846,12 @@ impl L2 {
         notice: &str,
         load: Option<LoadedWrite<'_>>,
     ) -> Result<Option<u64>, L2Error> {
-        let mut c = self.conn()?;
+        // a caller's write replaces a value: an invalidation too (a loader's value is not)
+        let mut c = if load.is_none() {
+            self.inval_conn()?
+        } else {
+            self.conn()?
+        };
         let mut inv = self.set_entry.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         for tag in tags {
@@ -796,19 +866,26 @@ impl L2 {
             None => inv.arg("").arg(""),
         };
         inv.arg(now_us());
-        self.bounded(inv.invoke_async::<(u64, u64)>(&mut c))
+        let stored = self
+            .bounded(inv.invoke_async::<(u64, u64)>(&mut c))
             .await
-            .map(|(stored, receivers)| (stored == 1).then_some(receivers))
+            .map(|(stored, receivers)| (stored == 1).then_some(receivers))?;
+        if load.is_none() {
+            self.wait_for_replicas(&mut c).await;
+        }
+        Ok(stored)
     }
 
     /// Deletes `key` (marking a load in progress of it stale) and publishes `notice` on the
     /// bus. Returns how many subscribers received `notice`.
     pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.inval_conn()?;
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
         inv.arg(&self.channel).arg(notice);
-        self.bounded(inv.invoke_async::<u64>(&mut c)).await
+        let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
+        self.wait_for_replicas(&mut c).await;
+        Ok(receivers)
     }
 
     /// The value of `key` if present, else tries to take its lock with `token` for `ttl`.
@@ -890,19 +967,21 @@ impl L2 {
     /// Invalidates every entry tagged `tag` (O(1): its marker moves to the advanced clock) and
     /// publishes `notice`. Returns how many subscribers received `notice`.
     pub async fn invalidate_tag(&self, tag: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.inval_conn()?;
         let mut inv = self.invalidate_tag.key(self.keys.clock());
         inv.key(self.keys.tag_marker(tag));
         inv.arg(now_us()).arg(&self.channel).arg(notice);
         inv.arg(self.marker_ttl.as_millis() as u64);
-        self.bounded(inv.invoke_async::<u64>(&mut c)).await
+        let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
+        self.wait_for_replicas(&mut c).await;
+        Ok(receivers)
     }
 
     /// Deletes every entry of the prefix (`SCAN` + `UNLINK`, 1 000 keys a command, so Redis
     /// stays responsive), then publishes `notice` (every process empties its L1). The fallback
     /// of a replay queue that overflowed. Returns how many subscribers received `notice`.
     pub async fn invalidate_all(&self, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.inval_conn()?;
         let pattern = self.keys.entries_pattern();
         let mut cursor: u64 = 0;
         // bounded: MAX_PURGE_ROUNDS rounds, each bounded by the command timeout
@@ -927,13 +1006,16 @@ impl L2 {
             }
             cursor = next;
         }
-        self.bounded(
-            redis::cmd("PUBLISH")
-                .arg(&self.channel)
-                .arg(notice)
-                .query_async::<u64>(&mut c),
-        )
-        .await
+        let receivers = self
+            .bounded(
+                redis::cmd("PUBLISH")
+                    .arg(&self.channel)
+                    .arg(notice)
+                    .query_async::<u64>(&mut c),
+            )
+            .await?;
+        self.wait_for_replicas(&mut c).await;
+        Ok(receivers)
     }
 
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
@@ -957,6 +1039,7 @@ async fn follow_master(
     l2: Weak<L2>,
     mut changes: tokio::sync::watch::Receiver<u64>,
     config: ConnectionManagerConfig,
+    inval_config: Option<ConnectionManagerConfig>,
 ) {
     // bounded by the L2's life: each round waits for a change of master
     loop {
@@ -964,12 +1047,22 @@ async fn follow_master(
             return;
         }
         let Some(l2) = l2.upgrade() else { return };
-        let manager = l2
-            .connector
-            .client()
-            .and_then(|client| ConnectionManager::new_lazy_with_config(client, config.clone()));
-        if let Ok(manager) = manager {
+        let managers = l2.connector.client().and_then(|client| {
+            let inval = match &inval_config {
+                Some(c) => Some(ConnectionManager::new_lazy_with_config(
+                    client.clone(),
+                    c.clone(),
+                )?),
+                None => None,
+            };
+            Ok((
+                ConnectionManager::new_lazy_with_config(client, config.clone())?,
+                inval,
+            ))
+        });
+        if let Ok((manager, inval)) = managers {
             *l2.conn.write() = Some(manager);
+            *l2.inval.write() = inval;
             // what failed against the old master may pass now
             l2.recovered.notify_one();
         }
