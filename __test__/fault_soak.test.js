@@ -31,7 +31,7 @@
 //    is judged from then on like any other update;
 //  - freshness: a read that STARTS after an update of its key to version v completed returns a
 //    version >= v (reads starting within GRACE_MS of another process's update are not judged:
-//    bus delivery). Not judged, by design (as in soak.test.js): reads starting while Redis is
+//    bus delivery). Not judged, by design: reads starting while Redis is
 //    frozen or down and OUTAGE_SETTLE_MS after (other processes cannot hear invalidations),
 //    and reads starting while the reader's bus is disconnected. Reads during the evicting, OOM
 //    and BUSY phases ARE judged: Redis answers there, and eviction or refusals must never

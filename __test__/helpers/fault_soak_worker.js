@@ -5,7 +5,7 @@
 // update with wall-clock timestamps, so the parent can check freshness across processes while
 // the cache's redis-server evicts, refuses (OOM, BUSY), freezes and restarts.
 //
-// Derived from soak_worker.js (left unchanged). What is new here:
+// It grew from the earlier restart-only soak's worker (now replaced by this one). What it adds:
 //  - an update whose `del`/`invalidateTag` rejects with ERR_MLC_REDIS_REFUSED is not an error
 //    (the package promises exactly that rejection when Redis refused the invalidation past the
 //    retry bound) but an update that did NOT complete: the source of truth changed, the cache

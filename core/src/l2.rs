@@ -502,26 +502,13 @@ impl L2 {
                 .clone()
                 .set_response_timeout(Some(config.command_timeout + config.wait_timeout))
         });
-        let managers = |client: Client| -> redis::RedisResult<_> {
-            let inval = match &inval_config {
-                Some(c) => Some(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
-                    c.clone(),
-                )?),
-                None => None,
-            };
-            Ok((
-                ConnectionManager::new_lazy_with_config(client, manager_config.clone())?,
-                inval,
-            ))
-        };
         let (conn, inval) = if connector.is_sentinel() {
             (None, None)
         } else {
-            let client = connector
+            let (conn, inval) = connector
                 .client()
+                .and_then(|client| managers(client, &manager_config, inval_config.as_ref()))
                 .map_err(|e| L2Error::Invalid(e.to_string()))?;
-            let (conn, inval) = managers(client).map_err(|e| L2Error::Invalid(e.to_string()))?;
             (Some(conn), inval)
         };
         let changes = connector.changes();
@@ -1033,6 +1020,26 @@ impl L2 {
     }
 }
 
+/// The connection managers of a client: for data, and (with `redis.waitReplicas`) for
+/// invalidations, which `WAIT` on their own connection.
+fn managers(
+    client: Client,
+    config: &ConnectionManagerConfig,
+    inval_config: Option<&ConnectionManagerConfig>,
+) -> redis::RedisResult<(ConnectionManager, Option<ConnectionManager>)> {
+    let inval = match inval_config {
+        Some(c) => Some(ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            c.clone(),
+        )?),
+        None => None,
+    };
+    Ok((
+        ConnectionManager::new_lazy_with_config(client, config.clone())?,
+        inval,
+    ))
+}
+
 /// Gives L2 a connection to the master whenever the sentinels name a new one (a failover);
 /// ends with the L2 (or its connector).
 async fn follow_master(
@@ -1047,20 +1054,11 @@ async fn follow_master(
             return;
         }
         let Some(l2) = l2.upgrade() else { return };
-        let managers = l2.connector.client().and_then(|client| {
-            let inval = match &inval_config {
-                Some(c) => Some(ConnectionManager::new_lazy_with_config(
-                    client.clone(),
-                    c.clone(),
-                )?),
-                None => None,
-            };
-            Ok((
-                ConnectionManager::new_lazy_with_config(client, config.clone())?,
-                inval,
-            ))
-        });
-        if let Ok((manager, inval)) = managers {
+        let made = l2
+            .connector
+            .client()
+            .and_then(|client| managers(client, &config, inval_config.as_ref()));
+        if let Ok((manager, inval)) = made {
             *l2.conn.write() = Some(manager);
             *l2.inval.write() = inval;
             // what failed against the old master may pass now
