@@ -65,6 +65,17 @@ impl Breaker {
         }
     }
 
+    /// Ends an open breaker's cooldown now: the next command is the probe. For a new server
+    /// behind the same name (a Sentinel failover), which the failures measured nothing of.
+    pub fn probe_now(&self) {
+        let mut state = self.state.lock();
+        if let State::Open { .. } = *state {
+            *state = State::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+
     /// Asks to send one command.
     pub fn permit(&self) -> Permit {
         let mut state = self.state.lock();
@@ -191,5 +202,17 @@ mod tests {
             Permit::Probe,
             "an abandoned probe lets the next one go"
         );
+    }
+
+    #[test]
+    fn probe_now_ends_the_cooldown_of_an_open_breaker_only() {
+        let b = Breaker::new(1, Duration::from_secs(3600));
+        b.probe_now();
+        assert_eq!(b.permit(), Permit::Allowed, "a closed breaker stays closed");
+        b.failure(Permit::Allowed);
+        assert_eq!(b.permit(), Permit::Denied);
+        b.probe_now();
+        assert_eq!(b.permit(), Permit::Probe);
+        assert_eq!(b.permit(), Permit::Denied, "one probe at a time");
     }
 }

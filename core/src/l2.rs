@@ -1061,7 +1061,9 @@ async fn follow_master(
         if let Ok((manager, inval)) = made {
             *l2.conn.write() = Some(manager);
             *l2.inval.write() = inval;
-            // what failed against the old master may pass now
+            // the breaker measured the old master: probe the new one at once; and what failed
+            // against the old master may pass now
+            l2.breaker.probe_now();
             l2.recovered.notify_one();
         }
     }
