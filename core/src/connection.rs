@@ -6,8 +6,9 @@
 //! ## Sentinel
 //! A [`Connector`] for Sentinel runs a watcher task (on the tokio runtime) that asks the
 //! sentinels for the master's address (`SENTINEL GET-MASTER-ADDR-BY-NAME`, one sentinel after
-//! the other until one answers, each bounded by the connect and command timeouts) at once and
-//! then every [`SENTINEL_POLL`]. When the address changes it bumps a generation
+//! the other, each bounded by the connect and command timeouts) at once and then every
+//! [`SENTINEL_POLL`], and takes the first address whose server says it is a master (`ROLE`): a
+//! sentinel that has not caught up with a failover names the old master. When the address changes it bumps a generation
 //! ([`Connector::changes`]): L2 replaces its connection manager, and the bus subscribes again on
 //! the new master (which clears L1, since messages may have been missed). Polling, not only
 //! reacting to errors: after a failover Sentinel may leave the old master accepting writes for
@@ -101,11 +102,12 @@ impl Connector {
         }
         let weak = Arc::downgrade(watch);
         let bound = self.config.connect_timeout + self.config.command_timeout;
+        let config = self.config.clone();
         tokio::spawn(async move {
             // bounded by the connector's life: it ends when the last clone is dropped
             loop {
                 let Some(watch) = weak.upgrade() else { return };
-                if let Some(addr) = watch.ask(bound).await {
+                if let Some(addr) = watch.ask(&config, bound).await {
                     watch.learn(addr);
                 }
                 drop(watch);
@@ -136,7 +138,7 @@ impl Connector {
         if let Some(watch) = &self.sentinel {
             if watch.master.read().is_none() {
                 let bound = self.config.connect_timeout + self.config.command_timeout;
-                if let Some(addr) = watch.ask(bound).await {
+                if let Some(addr) = watch.ask(&self.config, bound).await {
                     watch.learn(addr);
                 }
             }
@@ -159,8 +161,10 @@ impl Connector {
 }
 
 impl SentinelWatch {
-    /// The address one of the sentinels gives for the master, asking them in turn.
-    async fn ask(&self, bound: Duration) -> Option<(String, u16)> {
+    /// The master's address: what the first sentinel (in turn) names that also says, asked
+    /// itself, that it is a master (`ROLE`). A sentinel that has not caught up with a failover
+    /// names the old master, dead or demoted: its answer is passed over.
+    async fn ask(&self, config: &L2Config, bound: Duration) -> Option<(String, u16)> {
         for node in &self.config.nodes {
             let ask = async {
                 let client = Client::open(node.as_str())?;
@@ -171,8 +175,22 @@ impl SentinelWatch {
                     .query_async::<Option<(String, u16)>>(&mut c)
                     .await
             };
-            if let Ok(Ok(Some(addr))) = tokio::time::timeout(bound, ask).await {
-                return Some(addr);
+            let Ok(Ok(Some((host, port)))) = tokio::time::timeout(bound, ask).await else {
+                continue;
+            };
+            let role = async {
+                let client = client_for_url(config, self.data_info(host.clone(), port))?;
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("ROLE")
+                    .query_async::<Vec<redis::Value>>(&mut c)
+                    .await
+            };
+            if let Ok(Ok(role)) = tokio::time::timeout(bound, role).await {
+                let is_master = matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master")
+                    || matches!(role.first(), Some(redis::Value::SimpleString(r)) if r == "master");
+                if is_master {
+                    return Some((host, port));
+                }
             }
         }
         None
