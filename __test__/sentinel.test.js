@@ -92,6 +92,9 @@ test('Sentinel: the master is found by name and followed through a SIGKILL failo
   stop = true
   await Promise.all(loops)
   assert.ok(followed, 'writes never reached the promoted master')
+  // what failed during the failover is replayed (as deletes) on the new master
+  assert.ok(await eventually(() => a.stats().replaysPending === 0 && b.stats().replaysPending === 0, { timeoutMs: 10000 }), 'the replays did not drain on the new master')
+  await a.set('k', 'v2', { tags: ['t'] })
   await connected(a, b)
   // b follows too (its own watcher, connection and breaker): L2 again within seconds
   const seen = []

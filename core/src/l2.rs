@@ -409,6 +409,9 @@ pub struct L2 {
     inval: RwLock<Option<ConnectionManager>>,
     wait_replicas: u32,
     wait_timeout: Duration,
+    /// how `conn` and `inval` are made (for a master named later, or a new one)
+    manager_config: ConnectionManagerConfig,
+    inval_config: Option<ConnectionManagerConfig>,
     replica_wait_timeouts: AtomicU64,
     connector: Connector,
     keys: Keyspace,
@@ -517,6 +520,8 @@ impl L2 {
             inval: RwLock::new(inval),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
+            manager_config: manager_config.clone(),
+            inval_config: inval_config.clone(),
             replica_wait_timeouts: AtomicU64::new(0),
             connector,
             bound: config.connect_timeout + config.command_timeout,
@@ -548,12 +553,7 @@ impl L2 {
             l2.recovered.clone(),
         ));
         if l2.connector.is_sentinel() {
-            tokio::spawn(follow_master(
-                Arc::downgrade(&l2),
-                changes,
-                manager_config,
-                inval_config,
-            ));
+            tokio::spawn(follow_master(Arc::downgrade(&l2), changes));
         }
         Ok(l2)
     }
@@ -563,9 +563,28 @@ impl L2 {
         if self.wait_replicas == 0 {
             return self.conn();
         }
-        self.inval.read().clone().ok_or_else(|| {
-            L2Error::Unavailable("the sentinels have not named the master yet".into())
-        })
+        if let Some(c) = self.inval.read().clone() {
+            return Ok(c);
+        }
+        self.connect_now()?;
+        self.inval.read().clone().ok_or_else(not_named)
+    }
+
+    /// Makes the connections to the master the sentinels named, if none exists yet (a command
+    /// may come before the follower task saw the first answer).
+    fn connect_now(&self) -> Result<(), L2Error> {
+        let mut conn = self.conn.write();
+        if conn.is_some() {
+            return Ok(());
+        }
+        let (c, inval) = self
+            .connector
+            .client()
+            .and_then(|client| managers(client, &self.manager_config, self.inval_config.as_ref()))
+            .map_err(|_| not_named())?;
+        *conn = Some(c);
+        *self.inval.write() = inval;
+        Ok(())
     }
 
     /// With `redis.waitReplicas`: waits (`WAIT`, at most `redis.waitTimeout`) until that many
@@ -590,9 +609,11 @@ impl L2 {
 
     /// The data connection now.
     fn conn(&self) -> Result<ConnectionManager, L2Error> {
-        self.conn.read().clone().ok_or_else(|| {
-            L2Error::Unavailable("the sentinels have not named the master yet".into())
-        })
+        if let Some(c) = self.conn.read().clone() {
+            return Ok(c);
+        }
+        self.connect_now()?;
+        self.conn.read().clone().ok_or_else(not_named)
     }
 
     /// The longest a single call can take (connect plus command timeout).
@@ -649,6 +670,19 @@ impl L2 {
         drop(q);
         // an idle process must replay too: the replay task probes Redis until it answers
         self.recovered.notify_one();
+    }
+
+    /// A later invalidation (or write) of the same key or tag reached Redis: a waiting replay
+    /// of it is not needed any more, and replaying it (a delete) would only remove the newer
+    /// value.
+    pub fn supersede_replay(&self, done: &Replay) {
+        if self.replays_waiting.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut q = self.replays.lock();
+        if q.supersede(done) {
+            self.replays_waiting.store(q.len(), Ordering::Relaxed);
+        }
     }
 
     async fn bounded<T>(
@@ -1040,14 +1074,14 @@ fn managers(
     ))
 }
 
+/// The error of a command before the sentinels named a master.
+fn not_named() -> L2Error {
+    L2Error::Unavailable("the sentinels have not named the master yet".into())
+}
+
 /// Gives L2 a connection to the master whenever the sentinels name a new one (a failover);
 /// ends with the L2 (or its connector).
-async fn follow_master(
-    l2: Weak<L2>,
-    mut changes: tokio::sync::watch::Receiver<u64>,
-    config: ConnectionManagerConfig,
-    inval_config: Option<ConnectionManagerConfig>,
-) {
+async fn follow_master(l2: Weak<L2>, mut changes: tokio::sync::watch::Receiver<u64>) {
     // bounded by the L2's life: each round waits for a change of master
     loop {
         if changes.changed().await.is_err() {
@@ -1057,7 +1091,7 @@ async fn follow_master(
         let made = l2
             .connector
             .client()
-            .and_then(|client| managers(client, &config, inval_config.as_ref()));
+            .and_then(|client| managers(client, &l2.manager_config, l2.inval_config.as_ref()));
         if let Ok((manager, inval)) = made {
             *l2.conn.write() = Some(manager);
             *l2.inval.write() = inval;

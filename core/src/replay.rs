@@ -137,6 +137,22 @@ impl ReplayQueue {
         self.order.push_back(Target::All);
     }
 
+    /// Forgets the waiting invalidation of `replay`'s key or tag: a later one of the same key
+    /// or tag reached Redis, so the older value it was kept for is gone already. (An
+    /// invalidation of everything is never forgotten this way.) Returns whether one waited.
+    pub fn supersede(&mut self, replay: &Replay) -> bool {
+        let target = match replay {
+            Replay::Del { key, .. } => Target::Key(key.clone()),
+            Replay::Tag { tag, .. } => Target::Tag(tag.clone()),
+            Replay::All { .. } => return false,
+        };
+        if self.notices.remove(&target).is_none() {
+            return false;
+        }
+        self.order.retain(|t| *t != target);
+        true
+    }
+
     /// Takes the oldest invalidation.
     pub fn pop(&mut self) -> Option<Replay> {
         let target = self.order.pop_front()?;
@@ -217,6 +233,18 @@ mod tests {
         let b = q.pop().unwrap();
         q.unpop(b);
         assert_eq!(q.pop(), Some(del("b", "b1")));
+    }
+
+    #[test]
+    fn a_later_invalidation_that_reached_redis_supersedes_the_waiting_one() {
+        let mut q = ReplayQueue::new(10);
+        q.push(del("a", "a1"), "all");
+        q.push(tag("t", "t1"), "all");
+        assert!(q.supersede(&del("a", "a2")));
+        assert!(!q.supersede(&del("a", "a2")), "nothing waits any more");
+        assert!(!q.supersede(&del("t", "")), "a key is not a tag");
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.pop(), Some(tag("t", "t1")));
     }
 
     #[test]

@@ -159,6 +159,14 @@ impl Cache {
                     // not stay in L1 (see crate::invalidation)
                     shared.settled_key(&key, Some(write_id));
                     receivers = Some(n);
+                    // an earlier write of the key that failed waits to be replayed as a delete:
+                    // this one replaced that older value already
+                    if !is_load {
+                        l2.supersede_replay(&Replay::Del {
+                            key: key.clone(),
+                            notice: String::new(),
+                        });
+                    }
                 }
                 Ok(None) => {
                     // a write, delete or tag invalidation came after the lookup: the value may
@@ -259,6 +267,7 @@ impl Cache {
             let (outcome, receivers) = match l2.apply(&inv).await {
                 Ok(receivers) => {
                     shared.settled(&inv);
+                    l2.supersede_replay(&inv);
                     (Outcome::Done, Some(receivers))
                 }
                 Err(e) => {
