@@ -116,7 +116,8 @@ impl Connector {
         });
     }
 
-    /// Whether a connection can be made now (Sentinel: once the master is known).
+    /// A client for the server to use now: the one server, or the master the sentinels named
+    /// (an error until they named one).
     pub fn client(&self) -> redis::RedisResult<Client> {
         match &self.sentinel {
             None => client_for_url(&self.config, self.config.url.as_str()),
@@ -229,9 +230,4 @@ impl SentinelWatch {
             .expect("an address always makes a connection info")
             .set_redis_settings(redis)
     }
-}
-
-/// Builds a client for `config`'s one server, with its TLS material when it has some.
-pub fn client(config: &L2Config) -> redis::RedisResult<Client> {
-    client_for_url(config, config.url.as_str())
 }
