@@ -44,6 +44,16 @@ export interface SentinelOptions {
   db?: number
 }
 
+/** Where a Redis Cluster is. */
+export interface ClusterOptions {
+  /**
+   * Seed nodes: `redis://` or `rediss://` URLs (all of one scheme; `rediss://` means TLS, with
+   * `redis.tls`), auth in the URL, e.g. `redis://user:password@10.0.0.1:7000`. The other nodes
+   * and the slot map are discovered; one reachable seed is enough.
+   */
+  nodes: string[]
+}
+
 /** Constructor options. Every one is optional; the defaults are listed with each. */
 export interface MultiLevelCacheOptions {
   /**
@@ -51,16 +61,22 @@ export interface MultiLevelCacheOptions {
    * `unix:///path/to/redis.sock` or `redis+unix://`.
    * An empty string is a `TypeError` (`ERR_MLC_INVALID_OPTION`): omit the option, or set
    * `l2: false`, to run on L1 alone. An empty `REDIS_URL` counts as unset.
-   * @default process.env.REDIS_URL (ignored when `sentinel` is given); when neither is set the
-   * cache runs on L1 alone (no error).
+   * @default process.env.REDIS_URL (ignored when `sentinel` or `cluster` is given); when none
+   * is set the cache runs on L1 alone (no error).
    */
   redisUrl?: string
   /**
-   * Redis Sentinel instead of `redisUrl` (exactly one of the two): the master is found by
-   * `name` through the sentinels and followed through failover (data connection and bus).
-   * See the README's "Topologies".
+   * Redis Sentinel instead of `redisUrl` (exactly one of `redisUrl`, `sentinel`, `cluster`):
+   * the master is found by `name` through the sentinels and followed through failover (data
+   * connection and bus). See the README's "Topologies".
    */
   sentinel?: SentinelOptions
+  /**
+   * Redis Cluster instead of `redisUrl` (exactly one of `redisUrl`, `sentinel`, `cluster`):
+   * the prefix's keys spread over every shard, the bus is a shard channel (Redis >= 7), and
+   * `MOVED`/`ASK` and failovers are followed. See the README's "Topologies".
+   */
+  cluster?: ClusterOptions
   /**
    * Namespace of every Redis key and channel (1-64 characters of `A-Z a-z 0-9 _ - . :`).
    * Two caches with different prefixes share nothing.

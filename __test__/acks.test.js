@@ -5,6 +5,7 @@
 // for a process that is slow, paused or of an older version: it counts among PUBLISH's receivers
 // and acknowledges only when (and if) the test says so.
 
+const { ackChannel, busChannel } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { performance } = require('node:perf_hooks')
@@ -26,7 +27,7 @@ async function rawSubscriber(t, prefix, onMessage) {
   const sub = client()
   sub.on('error', () => {})
   t.after(() => sub.disconnect())
-  await sub.subscribe(`{${prefix}}:bus:v1`)
+  await sub.subscribe(busChannel(prefix))
   sub.on('message', (_channel, text) => onMessage(text))
   return sub
 }
@@ -35,7 +36,7 @@ async function rawSubscriber(t, prefix, onMessage) {
 function ackFor(pub, prefix, text) {
   const sender = text.slice(0, text.indexOf('|'))
   const [instance, seq] = sender.split('#')
-  return pub.publish(`{${prefix}}:bus:v1:ack:${instance}`, seq)
+  return pub.publish(ackChannel(prefix, instance), seq)
 }
 
 for (const [op, write] of Object.entries(OPS)) {

@@ -8,6 +8,7 @@
 // connection), so most measurements use two instances; one test uses a child process.
 // Propagation delays are printed (p50/p99); only generous sanity bounds are asserted (1 s).
 
+const { busChannel } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { performance } = require('node:perf_hooks')
@@ -199,7 +200,7 @@ async function tap(t, url, prefix) {
   t.after(() => sub.quit().catch(() => sub.disconnect()))
   const messages = []
   sub.on('message', (channel, message) => messages.push({ channel, message }))
-  await sub.subscribe(`{${prefix}}:bus:v1`)
+  await sub.subscribe(busChannel(prefix))
   return messages
 }
 
@@ -224,7 +225,7 @@ test('bus messages are <instance>[#<ack seq>]|<op>|<name> on {prefix}:bus:v1 and
   await sleep(50)
   assert.equal(messages.length, 6, `unexpected extra messages: ${JSON.stringify(messages)}`)
   const parsed = messages.map(({ channel, message }) => {
-    assert.equal(channel, `{${s.prefix}}:bus:v1`)
+    assert.equal(channel, busChannel(s.prefix))
     assert.ok(!message.includes(SECRET), `a bus message carries a value: ${message}`)
     const m = MESSAGE.exec(message)
     assert.ok(m, `malformed bus message: ${message}`)

@@ -45,6 +45,7 @@
 //    restart, which resets them) is counted in a worker's `redisRefused` or was received by
 //    one of the test's own clients (see ACCOUNTING below).
 
+const { kindOf } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
@@ -178,10 +179,8 @@ test(`fault soak: two processes while Redis evicts, is OOM, BUSY, frozen and res
       try {
         await adminDo('config', () => admin.config('SET', 'notify-keyspace-events', 'Ee'))
         notes.on('message', (_channel, key) => {
-          if (key.startsWith(`{${prefix}}:k:`)) evictions.entry++
-          else if (key.startsWith(`{${prefix}}:m:`)) evictions.marker++
-          else if (key.startsWith(`{${prefix}}:l:`)) evictions.lock++
-          else if (key === `{${prefix}}:clock`) evictions.clock++
+          const kind = kindOf(prefix, key)
+          if (kind !== null) evictions[kind]++
           else if (key.startsWith('filler:')) evictions.filler++
           else evictions.other++
         })

@@ -2,6 +2,7 @@
 // Turning layers off: `l1: false` (every get goes to Redis), `l2: false` (Redis untouched even
 // with a URL), and no URL at all (L1 only, no error). REDIS_URL is the default URL.
 
+const { entryName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { scope, pick, runNode, sleep, SHARED_URL } = require('./helpers/cache.js')
@@ -144,8 +145,8 @@ const { MultiLevelCache } = require('.')
   const priv = client(server.url)
   const shared = client(SHARED_URL)
   try {
-    assert.equal(await priv.exists(`{${prefix}}:k:k`), 1)
-    assert.equal(await shared.exists(`{${prefix}}:k:k`), 0)
+    assert.equal(await priv.exists(entryName(prefix, 'k')), 1)
+    assert.equal(await shared.exists(entryName(prefix, 'k')), 0)
   } finally {
     await priv.quit()
     await shared.quit()

@@ -2,6 +2,7 @@
 // Races between loads, writes and invalidations: a cache must never keep a value older than an
 // invalidation that completed.
 
+const { clockName, lockName } = require('./helpers/layout.js')
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const { scope, sleep } = require('./helpers/cache.js')
@@ -90,7 +91,7 @@ test('the invalidation clock expires 7 days after the last invalidation; a load 
   const a = s.cache()
   const b = s.cache()
   await a.invalidateTag('warm')
-  const clockKey = `{${s.prefix}}:clock`
+  const clockKey = clockName(s.prefix)
   const pttl = await s.redis.pttl(clockKey)
   const WEEK = 7 * 24 * 3600 * 1000
   assert.ok(pttl > WEEK - 60_000 && pttl <= WEEK, `the clock's PTTL is ${pttl} ms, not about 7 days`)
@@ -99,7 +100,7 @@ test('the invalidation clock expires 7 days after the last invalidation; a load 
   let release
   const gate = new Promise((r) => { release = r })
   const load = a.getOrSet('k', async () => { await gate; return 'before the delete' })
-  for (let i = 0; i < 200 && (await s.redis.exists(`{${s.prefix}}:l:k`)) === 0; i++) await sleep(5)
+  for (let i = 0; i < 200 && (await s.redis.exists(lockName(s.prefix, 'k'))) === 0; i++) await sleep(5)
   assert.ok(BigInt(await s.redis.get(clockKey)) > 1_000_000_000_000_000n, 'the lookup did not restart the clock at the wall clock in µs')
   await b.del('k') // the database changed: the load in progress is marked stale
   release()

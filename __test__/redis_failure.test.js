@@ -8,6 +8,7 @@
 // port, so it can kill, freeze (SIGSTOP), thaw (SIGCONT) or restart it. Latencies are printed
 // (t.diagnostic); the bounds asserted are generous behavioural checks, not benchmarks.
 
+const { clockName, entryName, markerName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { performance } = require('node:perf_hooks')
@@ -219,21 +220,21 @@ test('a tag marker made after the invalidation clock was lost (evicted, or a res
   await connected(c, fresh)
   for (let i = 0; i < 5; i++) await c.invalidateTag(`warm:${i}`)
   await c.set('k', 'old', { tags: ['t'] })
-  const born = BigInt(JSON.parse(await r.get(`{${prefix}}:k:k`)).b)
-  await r.del(`{${prefix}}:clock`) // what an eviction does
+  const born = BigInt(JSON.parse(await r.get(entryName(prefix, 'k'))).b)
+  await r.del(clockName(prefix)) // what an eviction does
   await c.invalidateTag('t')
-  const marker = BigInt(await r.get(`{${prefix}}:m:t`))
+  const marker = BigInt(await r.get(markerName(prefix, 't')))
   report(t, `birth before the clock was lost ${born}, marker after it ${marker}`)
   assert.ok(marker > born, `marker ${marker} after losing the clock is not above the birth ${born}`)
   assert.equal(await fresh.get('k'), null)
   // a restart loses the clock (and, without persistence, the data): the next marker is still
   // above every birth handed out before it
   await server.restart()
-  assert.equal(await r.get(`{${prefix}}:clock`), null, 'the restart kept the clock')
+  assert.equal(await r.get(clockName(prefix)), null, 'the restart kept the clock')
   const other = make({ redisUrl: server.url, prefix, redis: FAST })
   await connected(other)
   await other.invalidateTag('t')
-  assert.ok(BigInt(await r.get(`{${prefix}}:m:t`)) > marker)
+  assert.ok(BigInt(await r.get(markerName(prefix, 't'))) > marker)
   await guard.assertNone(assert)
 })
 
@@ -370,7 +371,7 @@ test('invalidations and writes that failed while Redis was frozen are replayed a
   await c.set('k', 'v', { tags: ['t'] })
   await c.set('k2', 'v2', { tags: ['t2'] })
   await c.set('k3', 'old')
-  const entry = (key) => `{${prefix}}:k:${key}`
+  const entry = (key) => entryName(prefix, key)
   assert.equal(await r.exists(entry('k'), entry('k2'), entry('k3')), 3)
 
   await server.freeze()
@@ -423,7 +424,7 @@ async function replayScene(t, name) {
 test('an invalidateTag that failed without opening the breaker is still replayed once Redis answers again', async (t) => {
   const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-closed') // breakerThreshold 3
   await c.set('k', 'v', { tags: ['t'] })
-  const entry = `{${prefix}}:k:k`
+  const entry = entryName(prefix, 'k')
   assert.equal(await r.exists(entry), 1)
   await server.freeze()
   const res = await timed(() => c.invalidateTag('t')) // one failure: below the threshold
@@ -441,7 +442,7 @@ test('an invalidateTag that failed without opening the breaker is still replayed
 test('writes and deletes of the same keys that failed many times are replayed once per key and tag', async (t) => {
   const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-merge')
   await c.set('hot', 'v0', { tags: ['t'] })
-  const entry = (key) => `{${prefix}}:k:${key}`
+  const entry = (key) => entryName(prefix, key)
   await server.freeze()
   // 40 failed operations on 2 keys and 1 tag (the breaker opens after the first few)
   for (let i = 0; i < 10; i++) {
@@ -482,7 +483,7 @@ test('a replayed delete also removes the old value a read copied into this proce
   const st = c.stats()
   report(t, `a read copied the old value before the replay: ${copied}; replayed ${st.replayed}`)
   assert.equal(st.replayed, 1, 'the delete was not replayed within 5 s of the thaw')
-  assert.equal(await r.exists(`{${prefix}}:k:k`), 0)
+  assert.equal(await r.exists(entryName(prefix, 'k')), 0)
   // whether or not a read got there first, the replay leaves nothing of 'old' in L1
   assert.equal(await c.get('k'), null)
   await guard.assertNone(assert)
@@ -491,7 +492,7 @@ test('a replayed delete also removes the old value a read copied into this proce
 test('an idle process replays its failed invalidations once Redis is back (no further call needed)', async (t) => {
   const { guard, server, prefix, c, r } = await replayScene(t, 'rf-replay-idle')
   await c.set('k', 'v', { tags: ['t'] })
-  const entry = `{${prefix}}:k:k`
+  const entry = entryName(prefix, 'k')
   await server.freeze()
   // enough failures to open the breaker, then the process goes idle
   for (const op of [() => c.invalidateTag('t'), () => c.get('x1'), () => c.get('x2'), () => c.get('x3')]) {

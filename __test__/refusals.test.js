@@ -7,6 +7,7 @@
 // Each test starts its own redis-server (maxmemory + noeviction, a short busy-reply-threshold,
 // ACL users) and checks with a fresh process (no L1) what every process would now read.
 
+const { entryName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { privateRedis, testClient, uniquePrefix, client, eventually } = require('./helpers/redis.js')
@@ -73,7 +74,7 @@ test('OOM (noeviction, memory full): del, invalidateTag and set resolve only onc
 
   // a loader's value under OOM: served, not cached, no error
   assert.equal(await fresh.getOrSet('fill', () => 'loaded'), 'loaded')
-  assert.equal(await admin.exists(`{${prefix}}:k:fill`), 0)
+  assert.equal(await admin.exists(entryName(prefix, 'fill')), 0)
 
   // memory back: writes land again
   await admin.config('SET', 'maxmemory', '0')
@@ -127,8 +128,8 @@ test('NOPERM: an ACL user that may not delete gets a rejected del and invalidate
   const admin = testClient(t, server.url)
   const prefix = uniquePrefix('noperm')
   // everything the cache needs but UNLINK (shape 1) / INCR (shape 2)
-  await admin.acl('SETUSER', 'nounlink', 'on', '>pw1', `~{${prefix}}:*`, `&{${prefix}}:*`, '+@all', '-unlink')
-  await admin.acl('SETUSER', 'noincr', 'on', '>pw2', `~{${prefix}}:*`, `&{${prefix}}:*`, '+@all', '-incr')
+  await admin.acl('SETUSER', 'nounlink', 'on', '>pw1', `~${prefix}:v3:*`, `&{${prefix}}:*`, '+@all', '-unlink')
+  await admin.acl('SETUSER', 'noincr', 'on', '>pw2', `~${prefix}:v3:*`, `&{${prefix}}:*`, '+@all', '-incr')
   const make = caches(t)
   const full = make({ redisUrl: server.url, prefix, redis: FAST })
   const url = (user, pw) => server.url.replace('redis://', `redis://${user}:${pw}@`)

@@ -4,6 +4,7 @@
 // after it resolves does not bring the old value back. A real master and replica on loopback;
 // the replica is frozen (SIGSTOP) to make the wait run out.
 
+const { entryName, markerName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { privateRedis, testClient, uniquePrefix, eventually } = require('./helpers/redis.js')
@@ -35,11 +36,11 @@ test('redis.waitReplicas: invalidations wait for a replica; a frozen replica cos
   // healthy replica: each invalidation is on the replica when the call resolves
   const before = await waitCalls(admin)
   await c.set('k', 'v1', { tags: ['t'] })
-  assert.equal(JSON.parse(await onReplica.get(`{${prefix}}:k:k`)).d, 'v1')
+  assert.equal(JSON.parse(await onReplica.get(entryName(prefix, 'k'))).d, 'v1')
   await c.invalidateTag('t')
-  assert.equal(await onReplica.get(`{${prefix}}:m:t`), await admin.get(`{${prefix}}:m:t`))
+  assert.equal(await onReplica.get(markerName(prefix, 't')), await admin.get(markerName(prefix, 't')))
   await c.del('k')
-  assert.equal(await onReplica.get(`{${prefix}}:k:k`), null)
+  assert.equal(await onReplica.get(entryName(prefix, 'k')), null)
   assert.equal(await waitCalls(admin), before + 3, 'each invalidation sent one WAIT')
   assert.equal(c.stats().replicaWaitTimeouts, 0)
   // a loader's value and plain reads do not wait

@@ -7,7 +7,7 @@
 // removing each command in turn (the test below asserts it is sufficient, that each command in
 // it is needed, and that the user cannot touch another prefix):
 //
-//   ACL SETUSER <user> reset on ><password> ~{<prefix>}:* &{<prefix>}:* -@all
+//   ACL SETUSER <user> reset on ><password> ~<prefix>:v3:* &{<prefix>}:* -@all
 //     +get +mget +set +incr +unlink +del +pttl +pexpire +evalsha +script|load +publish
 //     +subscribe +ping
 //
@@ -18,6 +18,7 @@
 // invalidations in one outage): it deletes the prefix's entries with SCAN, so the README's line
 // adds +scan. registerMetrics() reads `INFO stats`: add `+info` if you use it.
 
+const { busChannel, lockName } = require('./helpers/layout.js')
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
@@ -36,7 +37,7 @@ async function keysOf(r, prefix) {
   const out = []
   let cursor = '0'
   for (let i = 0; i < 1000; i++) {
-    const [next, keys] = await r.scan(cursor, 'MATCH', `{${prefix}}:*`, 'COUNT', 1000)
+    const [next, keys] = await r.scan(cursor, 'MATCH', `${prefix}:v3:*`, 'COUNT', 1000)
     out.push(...keys)
     cursor = next
     if (cursor === '0') break
@@ -85,7 +86,7 @@ test('AUTH: a password in the URL works; a wrong or missing password leaves ever
 
 /** Creates `user` restricted to `prefix` with `commands`. */
 async function aclUser(r, user, prefix, commands) {
-  await r.call('ACL', 'SETUSER', user, 'reset', 'on', '>pw', `~{${prefix}}:*`, `&{${prefix}}:*`, '-@all', ...commands)
+  await r.call('ACL', 'SETUSER', user, 'reset', 'on', '>pw', `~${prefix}:v3:*`, `&{${prefix}}:*`, '-@all', ...commands)
 }
 
 /**
@@ -144,7 +145,7 @@ test('ACL: every operation works under the least-privilege user; the user cannot
   const b = make({ redisUrl: url, prefix })
   assert.deepEqual(await exercise(a, b), [])
   assert.deepEqual(await aclLog(r), [], 'some command was denied')
-  t.diagnostic(`ACL: ~{<prefix>}:* &{<prefix>}:* -@all ${ACL_COMMANDS.join(' ')}`)
+  t.diagnostic(`ACL: ~<prefix>:v3:* &{<prefix>}:* -@all ${ACL_COMMANDS.join(' ')}`)
 
   // the same user, another prefix: every command is refused, nothing is written; reads resolve,
   // writes and invalidations reject (Redis did not apply them: never "resolved")
@@ -457,7 +458,7 @@ test('malformed bus messages are counted and ignored', async (t) => {
   const c = s.cache({ l1: { ttl: 60 } })
   assert.ok(await busUp(c))
   await c.set('k', 'v')
-  const channel = `{${s.prefix}}:bus:v1`
+  const channel = busChannel(s.prefix)
   const junk = ['', 'x', '|s|k', 'abc|s|', 'abc|?|k', 'abc', Buffer.from([0xff, 0x7c, 0x73, 0x7c, 0x6b]), 'a'.repeat(100000)]
   for (const m of junk) await s.redis.publish(channel, m)
   assert.ok(await eventually(() => c.stats().busMalformed === junk.length, { timeoutMs: 2000 }), `busMalformed ${c.stats().busMalformed}`)
@@ -483,7 +484,7 @@ test('values over limits.maxValueBytes and keys over 1024 characters reject with
   assert.equal(loads, 2, 'the value over the limit was cached')
   assert.equal(await c.get('big'), null)
   assert.equal(await s.inRedis('big'), false)
-  assert.ok(await eventually(async () => (await s.redis.exists(`{${s.prefix}}:l:big`)) === 0, { timeoutMs: 1000 }), 'the stampede lock was kept')
+  assert.ok(await eventually(async () => (await s.redis.exists(lockName(s.prefix, 'big'))) === 0, { timeoutMs: 1000 }), 'the stampede lock was kept')
   await c.set('fits', 'x'.repeat(990))
   assert.equal(await s.inRedis('fits'), true)
 

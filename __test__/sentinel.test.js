@@ -5,6 +5,7 @@
 // SIGKILLed under load: no call throws, each is bounded, and after the promotion writes reach
 // the new master and cross-process invalidation works again.
 
+const { clockName, entryName, markerName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { MultiLevelCache, codes } = require('./helpers/cache.js')
@@ -57,7 +58,7 @@ test('Sentinel: the master is found by name and followed through a SIGKILL failo
   const onMaster = client(topo.master.url)
   onMaster.on('error', () => {})
   t.after(() => onMaster.disconnect())
-  assert.equal(JSON.parse(await onMaster.get(`{${prefix}}:k:k`)).d, 'v1')
+  assert.equal(JSON.parse(await onMaster.get(entryName(prefix, 'k'))).d, 'v1')
 
   // load on both processes while the master dies
   const thrown = []
@@ -86,7 +87,7 @@ test('Sentinel: the master is found by name and followed through a SIGKILL failo
   t.after(() => onNew.disconnect())
   const followed = await eventually(async () => {
     await a.set('k', 'v2', { tags: ['t'] }).catch(() => {})
-    const raw = await onNew.get(`{${prefix}}:k:k`).catch(() => null)
+    const raw = await onNew.get(entryName(prefix, 'k')).catch(() => null)
     return raw !== null && JSON.parse(raw).d === 'v2'
   }, { timeoutMs: 15000, intervalMs: 100 })
   stop = true
@@ -104,7 +105,7 @@ test('Sentinel: the master is found by name and followed through a SIGKILL failo
     return v === 'v2'
   }, { timeoutMs: 10000, intervalMs: 50 })
   const bs = b.stats()
-  const why = bFollowed ? '' : JSON.stringify({ raw: await onNew.get(`{${prefix}}:k:k`), marker: await onNew.get(`{${prefix}}:m:t`), clock: await onNew.get(`{${prefix}}:clock`), role: (await onNew.call('ROLE'))[0], exists: await b.exists('k'), aReads: await a.get('k'), fresh: await make({ ...options }).get('k') })
+  const why = bFollowed ? '' : JSON.stringify({ raw: await onNew.get(entryName(prefix, 'k')), marker: await onNew.get(markerName(prefix, 't')), clock: await onNew.get(clockName(prefix)), role: (await onNew.call('ROLE'))[0], exists: await b.exists('k'), aReads: await a.get('k'), fresh: await make({ ...options }).get('k') })
   assert.ok(bFollowed, `the other process never read the new master: ${why} saw ${JSON.stringify(seen)}; ${JSON.stringify({ breakerState: bs.breakerState, breakerOpened: bs.breakerOpened, busConnected: bs.busConnected, busResubscriptions: bs.busResubscriptions, l2Hits: bs.l2Hits, l2Misses: bs.l2Misses, redisErrors: bs.redisErrors, redisSkipped: bs.redisSkipped, l1Entries: bs.l1Entries })}`)
   // acknowledged writes across processes again: when set resolves, b dropped its copy
   await a.set('k', 'v3', { tags: ['t'] })

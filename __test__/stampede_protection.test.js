@@ -7,6 +7,7 @@
 // Multi-process cases fork real Node processes (helpers/cache_worker.js) talking over IPC; all
 // of them use the shared Redis (REDIS_URL or 127.0.0.1:6379) under a unique prefix per test.
 
+const { lockName } = require('./helpers/layout.js')
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { scope, codes, sleep, SHARED_URL } = require('./helpers/cache.js')
@@ -16,7 +17,7 @@ const { pollEvery } = require('./helpers/measure.js')
 
 const LOCK_GONE_MS = 500 // bound on "the lock is released at once" (a background round trip)
 
-const lockKey = (s, key) => `{${s.prefix}}:l:${key}`
+const lockKey = (s, key) => lockName(s.prefix, key)
 
 /** Whether the lock key of `key` disappears from Redis within LOCK_GONE_MS. */
 async function lockGone(s, key) {

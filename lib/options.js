@@ -5,7 +5,7 @@
 const { codes, mlcError } = require('./errors.js')
 const { describe } = require('./validate.js')
 
-const TOP_LEVEL = new Set(['redisUrl', 'sentinel', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
+const TOP_LEVEL = new Set(['redisUrl', 'sentinel', 'cluster', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
 
 function optionError(name, expected, got) {
   return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
@@ -60,6 +60,19 @@ function sentinelSection(v) {
   return v
 }
 
+/** `cluster`: `{ nodes }`, the seed nodes (URLs checked natively). */
+function clusterSection(v) {
+  if (v === undefined) return undefined
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw optionError('cluster', 'an object { nodes }', v)
+  for (const k of Object.keys(v)) {
+    if (k !== 'nodes') throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`cluster.${k}\` (known: nodes)`)
+  }
+  if (!Array.isArray(v.nodes) || v.nodes.length === 0 || !v.nodes.every((n) => typeof n === 'string' && n !== '')) {
+    throw optionError('cluster.nodes', 'a non-empty array of seed node URLs (redis:// or rediss://)', v.nodes)
+  }
+  return v
+}
+
 /**
  * @param {unknown} options the constructor argument
  * @returns {{ native: object, loader: Function | undefined, logger: object | undefined }}
@@ -73,14 +86,17 @@ function normalizeOptions(options) {
     if (!TOP_LEVEL.has(k)) throw mlcError(TypeError, codes.INVALID_OPTION, `unknown option \`${k}\` (known: ${[...TOP_LEVEL].join(', ')})`)
   }
   const sentinel = sentinelSection(options.sentinel)
-  if (sentinel !== undefined && options.redisUrl !== undefined) {
-    throw mlcError(TypeError, codes.INVALID_OPTION, 'options `redisUrl` and `sentinel` exclude each other: give exactly one')
+  const cluster = clusterSection(options.cluster)
+  const given = ['redisUrl', 'sentinel', 'cluster'].filter((k) => options[k] !== undefined)
+  if (given.length > 1) {
+    throw mlcError(TypeError, codes.INVALID_OPTION,
+      `options ${given.map((k) => `\`${k}\``).join(' and ')} exclude each other: give exactly one of redisUrl, sentinel, cluster`)
   }
   let redisUrl = options.redisUrl
   // an empty REDIS_URL counts as unset (the shell convention); an explicit '' is a mistake (an
   // empty variable passed through?) that would otherwise run without Redis, silently. REDIS_URL
-  // only defaults `redisUrl`: it is ignored when `sentinel` is given
-  if (redisUrl === undefined) redisUrl = sentinel === undefined ? process.env.REDIS_URL || undefined : undefined
+  // only defaults `redisUrl`: it is ignored when `sentinel` or `cluster` is given
+  if (redisUrl === undefined) redisUrl = sentinel === undefined && cluster === undefined ? process.env.REDIS_URL || undefined : undefined
   else if (typeof redisUrl !== 'string') throw optionError('redisUrl', 'a string', redisUrl)
   else if (redisUrl === '') {
     throw mlcError(TypeError, codes.INVALID_OPTION,
@@ -141,6 +157,7 @@ function normalizeOptions(options) {
       sentinelUsername: sentinel && sentinel.username,
       sentinelPassword: sentinel && sentinel.password,
       sentinelDb: sentinel && sentinel.db,
+      clusterNodes: cluster && cluster.nodes,
     },
   }
 }

@@ -122,6 +122,8 @@ pub struct NativeOptions {
     pub sentinel_password: Option<String>,
     /// `sentinel.db`.
     pub sentinel_db: Option<f64>,
+    /// `cluster.nodes`.
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 /// The resolved settings, as JS needs them.
@@ -345,6 +347,7 @@ impl NativeCache {
             sentinel_username: options.sentinel_username,
             sentinel_password: options.sentinel_password,
             sentinel_db: options.sentinel_db,
+            cluster_nodes: options.cluster_nodes,
         };
         let config = Config::from_options(opts).map_err(|e| throw(&env, &e))?;
         let notify: Arc<Notify> = Arc::new(

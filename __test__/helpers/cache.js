@@ -2,6 +2,7 @@
 // Per-test scaffolding: a unique prefix, caches that are always closed, an ioredis client that
 // is always quit, and the Redis names of the prefix (see core/src/keys.rs). No mocks.
 
+const { clockName, entryName, markerName } = require('./layout.js')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { MultiLevelCache, codes } = require('../..')
@@ -45,10 +46,10 @@ function scope(t, opts = {}) {
       if (redis === undefined) redis = client(url)
       return redis
     },
-    entryKey: (key, p = prefix) => `{${p}}:k:${key}`,
+    entryKey: (key, p = prefix) => entryName(p, key),
     /** The Redis key of a tag's marker (see core/src/keys.rs). */
-    tagKey: (tag, p = prefix) => `{${p}}:m:${tag}`,
-    clockKey: (p = prefix) => `{${p}}:clock`,
+    tagKey: (tag, p = prefix) => markerName(p, tag),
+    clockKey: (p = prefix) => clockName(p),
     /** The parsed envelope of `key` in Redis, or null. */
     async envelope(key, p = prefix) {
       const raw = await s.redis.get(s.entryKey(key, p))
@@ -61,7 +62,7 @@ function scope(t, opts = {}) {
       const out = []
       let cursor = '0'
       for (let i = 0; i < 10000; i++) {
-        const [next, keys] = await s.redis.scan(cursor, 'MATCH', `{${p}}:*`, 'COUNT', 1000)
+        const [next, keys] = await s.redis.scan(cursor, 'MATCH', `${p}:v3:*`, 'COUNT', 1000)
         out.push(...keys)
         cursor = next
         if (cursor === '0') break
@@ -91,11 +92,11 @@ function scope(t, opts = {}) {
  * @param {import('ioredis').Redis} redis
  */
 async function liveEntry(redis, prefix, key) {
-  const raw = await redis.get(`{${prefix}}:k:${key}`)
+  const raw = await redis.get(entryName(prefix, key))
   if (raw === null) return false
   const env = JSON.parse(raw)
   for (const tag of env.t || []) {
-    const marker = await redis.get(`{${prefix}}:m:${tag}`)
+    const marker = await redis.get(markerName(prefix, tag))
     if (marker === null || BigInt(marker) > BigInt(env.b)) return false
   }
   return true

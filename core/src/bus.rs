@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! <instance id>|<op>|<name>     op: s:<write id> = key set, d = key deleted,
-//!                                   t = tag invalidated,
+//!                                   t = tag invalidated (t:<clock> on a cluster:
+//!                                       the invalidation clock value it set),
 //!                                   r = stampede lock released without a value
 //! ```
 //!
@@ -25,6 +26,15 @@
 //! counted receivers, and resolves the write when they are in or after `bus.ackTimeout`
 //! (see `crate::acks`): when `del` resolves, no other connected process still serves the old
 //! copy from its L1.
+//!
+//! ## On a cluster
+//! The bus is a shard channel (`SSUBSCRIBE`/`SPUBLISH`, Redis >= 7): the channel and every
+//! acknowledgement channel share the hash tag `{<prefix>}`, so they live on one primary, every
+//! process subscribes there, and `SPUBLISH`'s reply counts every subscriber (a classic
+//! `PUBLISH` on a cluster counts only the subscribers of the node it ran on). When that
+//! primary fails over, or the slot migrates (Redis then ends the subscription with
+//! `sunsubscribe`), or any node connection of the subscriber drops, the subscriber builds a new
+//! connection, subscribes again and reports it as a resubscription (L1 is cleared).
 //!
 //! ## Behavior on connection loss
 //! The subscriber runs on its own connection and pings Redis every second. When that connection
@@ -85,6 +95,8 @@ pub struct Message<'a> {
     pub from: &'a str,
     /// The sequence number to acknowledge, if the sender waits for acknowledgements.
     pub ack: Option<u64>,
+    /// The invalidation clock value a tag invalidation set (on a cluster).
+    pub clock: Option<u64>,
     /// What happened.
     pub event: BusEvent,
 }
@@ -101,11 +113,16 @@ pub fn decode(payload: &[u8]) -> Option<Message<'_>> {
     if instance.is_empty() || name.is_empty() {
         return None;
     }
+    let mut clock = None;
     let event = match op {
         "s" => BusEvent::KeyChanged(name.to_string(), 0),
         op if op.starts_with("s:") => BusEvent::KeyChanged(name.to_string(), op[2..].parse().ok()?),
         "d" => BusEvent::KeyDeleted(name.to_string()),
         "t" => BusEvent::TagInvalidated(name.to_string()),
+        op if op.starts_with("t:") => {
+            clock = Some(op[2..].parse().ok()?);
+            BusEvent::TagInvalidated(name.to_string())
+        }
         "r" => BusEvent::LockReleased(name.to_string()),
         "a" => BusEvent::AllInvalidated,
         _ => return None,
@@ -113,8 +130,18 @@ pub fn decode(payload: &[u8]) -> Option<Message<'_>> {
     Some(Message {
         from: instance,
         ack,
+        clock,
         event,
     })
+}
+
+/// A tag invalidation's notice (as [`encode`] or [`encode_acked`] made it) carrying the clock
+/// value the invalidation set; any other notice unchanged.
+pub fn with_clock(notice: &str, clock: u64) -> String {
+    match notice.split_once("|t|") {
+        Some((sender, tag)) if !sender.contains('|') => format!("{sender}|t:{clock}|{tag}"),
+        _ => notice.to_string(),
+    }
 }
 
 /// Receives what the bus delivers.
@@ -128,6 +155,8 @@ pub trait BusHandler: Send + Sync + 'static {
     fn on_ack(&self, seq: u64);
     /// A message that could not be read.
     fn on_malformed(&self);
+    /// Another process's tag invalidation set the invalidation clock to `clock` (cluster).
+    fn on_clock(&self, clock: u64);
     /// The subscription is (again) active. `resubscribed` is true after a loss, or after a first
     /// attempt that failed (the cache was already serving without the bus): messages may have
     /// been missed.
@@ -222,11 +251,11 @@ async fn run(
         if let Some(p) = &config.problems {
             crate::problems::observe(p, attempt.as_ref().map(|r| r.as_ref().err()), "subscribe");
         }
-        if let Ok(Ok(pubsub)) = attempt {
+        if let Ok(Ok(subscription)) = attempt {
             connected.store(true, Ordering::Release);
             handler.on_subscribed(may_have_missed);
             backoff = BACKOFF_MIN;
-            let stopped = listen(pubsub, &config, handler.as_ref(), &mut stop).await;
+            let stopped = listen(subscription, &config, handler.as_ref(), &mut stop).await;
             connected.store(false, Ordering::Release);
             if stopped {
                 return;
@@ -242,21 +271,90 @@ async fn run(
     }
 }
 
-async fn subscribe(config: &BusConfig) -> redis::RedisResult<redis::aio::PubSub> {
+/// An active subscription: on one server (or Sentinel's master) a pub/sub connection; on a
+/// cluster a RESP3 cluster connection subscribed to the shard channels, whose pushes arrive on
+/// the receiver.
+enum Subscription {
+    Single(redis::aio::PubSub),
+    Cluster(
+        redis::cluster_async::ClusterConnection,
+        tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    ),
+}
+
+async fn subscribe(config: &BusConfig) -> redis::RedisResult<Subscription> {
+    let channels = [
+        config.channel.clone(),
+        ack_channel(&config.channel, &config.instance),
+    ];
+    if config.connector.is_cluster() {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = config.connector.cluster_client(Some(tx))?;
+        let mut conn = client.get_async_connection().await?;
+        conn.ssubscribe(&channels).await?;
+        return Ok(Subscription::Cluster(conn, rx));
+    }
     config.connector.resolve().await;
     let client = config.connector.client()?;
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub
-        .subscribe(&[
-            config.channel.clone(),
-            ack_channel(&config.channel, &config.instance),
-        ])
-        .await?;
-    Ok(pubsub)
+    pubsub.subscribe(&channels).await?;
+    Ok(Subscription::Single(pubsub))
 }
 
 /// Delivers messages until the connection is lost (false) or the bus is stopped (true).
 async fn listen(
+    subscription: Subscription,
+    config: &BusConfig,
+    handler: &dyn BusHandler,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    match subscription {
+        Subscription::Single(pubsub) => listen_single(pubsub, config, handler, stop).await,
+        Subscription::Cluster(conn, pushes) => {
+            listen_cluster(conn, pushes, config, handler, stop).await
+        }
+    }
+}
+
+/// Hands one message to the handler: an acknowledgement on our own channel, or an event.
+fn deliver(
+    channel: &[u8],
+    payload: &[u8],
+    acks: &str,
+    config: &BusConfig,
+    handler: &dyn BusHandler,
+) {
+    if channel == acks.as_bytes() {
+        match std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            Some(seq) => handler.on_ack(seq),
+            None => handler.on_malformed(),
+        }
+        return;
+    }
+    match decode(payload) {
+        Some(m) if m.from == config.instance => {
+            // our own subscriber counts among the receivers PUBLISH reported
+            if let Some(seq) = m.ack {
+                handler.on_ack(seq);
+            }
+        }
+        Some(m) => {
+            if let Some(clock) = m.clock {
+                handler.on_clock(clock);
+            }
+            handler.on_event(m.event);
+            if let Some(seq) = m.ack {
+                handler.on_ack_request(m.from, seq);
+            }
+        }
+        None => handler.on_malformed(),
+    }
+}
+
+async fn listen_single(
     pubsub: redis::aio::PubSub,
     config: &BusConfig,
     handler: &dyn BusHandler,
@@ -280,33 +378,56 @@ async fn listen(
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return false };
-                if msg.get_channel_name() == acks {
-                    match std::str::from_utf8(msg.get_payload_bytes()).ok().and_then(|s| s.parse().ok()) {
-                        Some(seq) => handler.on_ack(seq),
-                        None => handler.on_malformed(),
-                    }
-                    continue;
-                }
-                match decode(msg.get_payload_bytes()) {
-                    Some(m) if m.from == config.instance => {
-                        // our own subscriber counts among the receivers PUBLISH reported
-                        if let Some(seq) = m.ack {
-                            handler.on_ack(seq);
-                        }
-                    }
-                    Some(m) => {
-                        handler.on_event(m.event);
-                        if let Some(seq) = m.ack {
-                            handler.on_ack_request(m.from, seq);
-                        }
-                    }
-                    None => handler.on_malformed(),
-                }
+                let channel = msg.get_channel_name().as_bytes().to_vec();
+                deliver(&channel, msg.get_payload_bytes(), &acks, config, handler);
             }
             _ = &mut master_moved => return false,
             _ = heartbeat.tick() => {
                 let ping = tokio::time::timeout(config.command_timeout, sink.ping::<redis::Value>()).await;
                 if !matches!(ping, Ok(Ok(_))) {
+                    return false;
+                }
+            }
+            _ = stop.changed() => return true,
+        }
+    }
+}
+
+/// The cluster's subscriber: shard-channel messages come as pushes. The subscription counts
+/// as lost (the caller subscribes anew on a new connection, and L1 is cleared) when Redis
+/// ends it (`sunsubscribe`: the slot moved), when any node connection drops (the client may
+/// have resubscribed on its own, after messages were missed), or when the channel's primary
+/// does not answer a heartbeat.
+async fn listen_cluster(
+    mut conn: redis::cluster_async::ClusterConnection,
+    mut pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    config: &BusConfig,
+    handler: &dyn BusHandler,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    let acks = ack_channel(&config.channel, &config.instance);
+    let slot = crate::keys::cluster_slot(&config.channel);
+    loop {
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else { return false };
+                match push.kind {
+                    redis::PushKind::SMessage | redis::PushKind::Message => {
+                        if let [redis::Value::BulkString(channel), redis::Value::BulkString(payload)] = push.data.as_slice() {
+                            deliver(channel, payload, &acks, config, handler);
+                        }
+                    }
+                    redis::PushKind::SUnsubscribe | redis::PushKind::Disconnection => return false,
+                    _ => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
+                let ping = conn.route_command(redis::cmd("PING"), RoutingInfo::SingleNode(route));
+                if !matches!(tokio::time::timeout(config.command_timeout, ping).await, Ok(Ok(_))) {
                     return false;
                 }
             }
@@ -335,6 +456,22 @@ mod tests {
             let d = decode(m.as_bytes()).unwrap();
             assert_eq!((d.from, d.ack, d.event), ("abc", Some(7), e));
         }
+        let tag = encode_acked("abc", 7, &BusEvent::TagInvalidated("a|t|b".into()));
+        let m = with_clock(&tag, 42);
+        assert_eq!(m, "abc#7|t:42|a|t|b");
+        let d = decode(m.as_bytes()).unwrap();
+        assert_eq!(
+            (d.from, d.ack, d.clock, d.event),
+            (
+                "abc",
+                Some(7),
+                Some(42),
+                BusEvent::TagInvalidated("a|t|b".into())
+            )
+        );
+        let del = encode("abc", &BusEvent::KeyDeleted("x|t|y".into()));
+        assert_eq!(with_clock(&del, 42), del);
+        assert_eq!(decode(b"abc|t:x|k"), None);
         for bad in [
             &b""[..],
             b"abc",

@@ -108,6 +108,8 @@ pub struct Options {
     pub sentinel_password: Option<String>,
     /// `sentinel.db`: the database on the data nodes.
     pub sentinel_db: Option<f64>,
+    /// `cluster.nodes`: seed nodes of a Redis Cluster (`redis://` or `rediss://`, auth in them).
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 /// How the master is found through Redis Sentinel.
@@ -142,6 +144,24 @@ impl std::fmt::Debug for SentinelConfig {
     }
 }
 
+/// Where a Redis Cluster is: its seed nodes (the rest is discovered).
+#[derive(Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The seed nodes' URLs (all of one scheme, auth in them).
+    pub nodes: Vec<String>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field(
+                "nodes",
+                &self.nodes.iter().map(|n| redact(n)).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
 /// Settings of the in-process layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct L1Config {
@@ -158,6 +178,8 @@ pub struct L2Config {
     pub url: String,
     /// The master is found (and followed through failover) by these sentinels.
     pub sentinel: Option<SentinelConfig>,
+    /// The cache speaks to this Redis Cluster (see [`crate::connection`]).
+    pub cluster: Option<ClusterConfig>,
     /// TTL of an entry without a per-entry `ttl`.
     pub ttl: Duration,
     /// Bound on establishing a connection.
@@ -261,17 +283,24 @@ impl Config {
             DEFAULT_COMMAND_TIMEOUT_SECS,
         )?;
         let sentinel = read_sentinel(&o)?;
-        if sentinel.is_some() && o.redis_url.as_deref().is_some_and(|u| !u.is_empty()) {
+        let cluster = read_cluster(&o)?;
+        let given = [
+            o.redis_url.as_deref().is_some_and(|u| !u.is_empty()),
+            sentinel.is_some(),
+            cluster.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
             return Err(CacheError::type_error(
                 ErrorCode::InvalidOption,
-                "options `redisUrl` and `sentinel` exclude each other: give exactly one",
+                "options `redisUrl`, `sentinel` and `cluster` exclude each other: give exactly one",
             ));
         }
-        let url = match &sentinel {
-            Some(s) => Some(format!("sentinel://{}", s.name)),
-            None => o.redis_url.clone().filter(|u| !u.is_empty()),
+        let url = match (&sentinel, &cluster) {
+            (Some(s), _) => Some(format!("sentinel://{}", s.name)),
+            (_, Some(c)) => Some(format!("cluster://{}", redact(&c.nodes[0]))),
+            _ => o.redis_url.clone().filter(|u| !u.is_empty()),
         };
-        if let (Some(url), None) = (&url, &sentinel) {
+        if let (Some(url), None, None) = (&url, &sentinel, &cluster) {
             validate_url(url)?;
         }
         let threshold = o
@@ -294,10 +323,16 @@ impl Config {
         let tls_url = url
             .as_deref()
             .is_some_and(|u| u.to_ascii_lowercase().starts_with("rediss://"));
+        let tls_url = tls_url
+            || cluster.as_ref().is_some_and(|c| {
+                c.nodes
+                    .iter()
+                    .all(|n| n.to_ascii_lowercase().starts_with("rediss://"))
+            });
         if tls.is_some() && !tls_url && !sentinel.as_ref().is_some_and(|s| s.tls) {
             return Err(CacheError::type_error(
                 ErrorCode::InvalidOption,
-                "option `redis.tls` needs a rediss:// `redisUrl` (or rediss:// `sentinel.nodes`)",
+                "option `redis.tls` needs a rediss:// `redisUrl` (or rediss:// `sentinel.nodes` or `cluster.nodes`)",
             ));
         }
         let lock = LockConfig {
@@ -338,6 +373,7 @@ impl Config {
             Some(url) if !o.l2_disabled => Some(L2Config {
                 url,
                 sentinel,
+                cluster,
                 ttl: l2_ttl,
                 connect_timeout,
                 command_timeout,
@@ -462,38 +498,7 @@ fn read_sentinel(o: &Options) -> Result<Option<SentinelConfig>, CacheError> {
             "option `sentinel.nodes` must name at least one sentinel",
         ));
     }
-    let mut tls = None;
-    for node in nodes {
-        let scheme = node.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-        let is_tls = match scheme.as_deref() {
-            Some("redis") => false,
-            Some("rediss") => true,
-            _ => {
-                return Err(CacheError::type_error(
-                    ErrorCode::InvalidOption,
-                    format!(
-                        "option `sentinel.nodes` must hold redis:// or rediss:// URLs, got {:?}",
-                        redact(node)
-                    ),
-                ))
-            }
-        };
-        if *tls.get_or_insert(is_tls) != is_tls {
-            return Err(CacheError::type_error(
-                ErrorCode::InvalidOption,
-                "option `sentinel.nodes` mixes redis:// and rediss:// URLs",
-            ));
-        }
-        redis::Client::open(node.as_str()).map_err(|e| {
-            CacheError::type_error(
-                ErrorCode::InvalidOption,
-                format!(
-                    "option `sentinel.nodes` holds an invalid URL ({}): {e}",
-                    redact(node)
-                ),
-            )
-        })?;
-    }
+    let tls = node_urls("sentinel.nodes", nodes)?;
     let name = o.sentinel_name.clone().unwrap_or_default();
     if name.is_empty() {
         return Err(CacheError::type_error(
@@ -511,8 +516,63 @@ fn read_sentinel(o: &Options) -> Result<Option<SentinelConfig>, CacheError> {
         username: o.sentinel_username.clone().filter(|u| !u.is_empty()),
         password: o.sentinel_password.clone().filter(|p| !p.is_empty()),
         db: db as i64,
-        tls: tls.unwrap_or(false),
+        tls,
     }))
+}
+
+/// `cluster`: at least one seed node, each a valid `redis://`/`rediss://` URL, all of one scheme.
+fn read_cluster(o: &Options) -> Result<Option<ClusterConfig>, CacheError> {
+    let Some(nodes) = &o.cluster_nodes else {
+        return Ok(None);
+    };
+    if nodes.is_empty() {
+        return Err(CacheError::type_error(
+            ErrorCode::InvalidOption,
+            "option `cluster.nodes` must name at least one seed node",
+        ));
+    }
+    node_urls("cluster.nodes", nodes)?;
+    Ok(Some(ClusterConfig {
+        nodes: nodes.clone(),
+    }))
+}
+
+/// Checks a list of node URLs (`option` names it): each `redis://` or `rediss://` and valid,
+/// all of one scheme. Returns whether they use TLS.
+fn node_urls(option: &str, nodes: &[String]) -> Result<bool, CacheError> {
+    let mut tls = None;
+    for node in nodes {
+        let scheme = node.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        let is_tls = match scheme.as_deref() {
+            Some("redis") => false,
+            Some("rediss") => true,
+            _ => {
+                return Err(CacheError::type_error(
+                    ErrorCode::InvalidOption,
+                    format!(
+                        "option `{option}` must hold redis:// or rediss:// URLs, got {:?}",
+                        redact(node)
+                    ),
+                ))
+            }
+        };
+        if *tls.get_or_insert(is_tls) != is_tls {
+            return Err(CacheError::type_error(
+                ErrorCode::InvalidOption,
+                format!("option `{option}` mixes redis:// and rediss:// URLs"),
+            ));
+        }
+        redis::Client::open(node.as_str()).map_err(|e| {
+            CacheError::type_error(
+                ErrorCode::InvalidOption,
+                format!(
+                    "option `{option}` holds an invalid URL ({}): {e}",
+                    redact(node)
+                ),
+            )
+        })?;
+    }
+    Ok(tls.unwrap_or(false))
 }
 
 fn validate_url(url: &str) -> Result<(), CacheError> {

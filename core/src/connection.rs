@@ -1,7 +1,14 @@
-//! How a cache connects to Redis: one server (`redisUrl`), or the master that Redis Sentinel
-//! names (`sentinel`), followed through failover. The data layer ([`crate::l2`]) and the bus
+//! How a cache connects to Redis: one server (`redisUrl`), the master that Redis Sentinel
+//! names (`sentinel`), followed through failover, or a Redis Cluster (`cluster`). The data layer ([`crate::l2`]) and the bus
 //! ([`crate::bus`]) both build their connections from a [`Connector`], so neither depends on the
 //! other; a new topology adds its case here.
+//!
+//! ## Cluster
+//! A cluster is reached through redis-rs' cluster client ([`Connector::cluster_client`]): it
+//! discovers the nodes from the seeds, routes each command by its key's slot, follows `MOVED`
+//! and `ASK` while slots migrate, and refreshes the slot map when a primary fails over. Its
+//! retries are short (a few tries 10-200 ms apart) so that every call stays within the cache's
+//! own bound.
 //!
 //! ## Sentinel
 //! A [`Connector`] for Sentinel runs a watcher task (on the tokio runtime) that asks the
@@ -46,6 +53,10 @@ fn client_for_url(config: &L2Config, url: impl IntoConnectionInfo) -> redis::Red
         ),
     }
 }
+
+/// Tries of a command the cluster client repeats on its own (after `MOVED`, `TRYAGAIN`, a lost
+/// node), each bounded by `redis.commandTimeout`; the cache's own bound still caps the whole.
+const CLUSTER_RETRIES: u32 = 4;
 
 /// Where the data connection goes, now and after a failover.
 #[derive(Clone)]
@@ -131,6 +142,50 @@ impl Connector {
                 client_for_url(&self.config, watch.data_info(host, port))
             }
         }
+    }
+
+    /// Whether the cache speaks to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.config.cluster.is_some()
+    }
+
+    /// A cluster client for the seed nodes, bounded by the connect and command timeouts;
+    /// `push` receives pushes (RESP3: messages of sharded channels, subscription changes), for
+    /// the bus.
+    pub fn cluster_client(
+        &self,
+        push: Option<tokio::sync::mpsc::UnboundedSender<redis::PushInfo>>,
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let nodes = self
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.nodes.clone())
+            .unwrap_or_default();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(self.config.connect_timeout)
+            .response_timeout(self.config.command_timeout)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(10)
+            .max_retry_wait(200);
+        if let Some(tls) = &self.config.tls {
+            builder = builder.certs(redis::TlsCertificates {
+                client_tls: tls
+                    .client
+                    .as_ref()
+                    .map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                root_cert: tls.ca.clone(),
+            });
+        }
+        if let Some(push) = push {
+            builder = builder
+                .use_protocol(redis::ProtocolVersion::RESP3)
+                .push_sender(push);
+        }
+        builder.build()
     }
 
     /// Asks the sentinels now (Sentinel), so a first connection does not wait for the

@@ -1,24 +1,38 @@
-//! The Redis key layout of one prefix.
+//! The Redis key layout of one prefix (layout version [`LAYOUT_VERSION`]).
 //!
-//! Every key of a prefix carries the Redis Cluster hash tag `{<prefix>}`, so a whole namespace
-//! lives in one cluster slot and every multi-key script (writes, locks) stays atomic there:
+//! Each key's entry and stampede lock share the Redis Cluster hash tag `{<key>}`, so the scripts
+//! that touch both stay in one slot, and a prefix spreads over every shard of a cluster. Each
+//! tag's marker is in its tag's own slot. No key is touched by every operation: the
+//! invalidation clock is read and advanced by tag invalidations, by writes that find a tag
+//! marker missing, and by lookups while the bus is not subscribed, nothing else (see
+//! [`crate::l2`]).
 //!
 //! | what | key | type |
 //! |---|---|---|
-//! | entry | `{<prefix>}:k:<key>` | string: the [envelope](crate::codec), `PX` = entry TTL |
-//! | tag marker | `{<prefix>}:m:<tag>` | string: the invalidation clock at the tag's last invalidation (or at its first use); `PX` >= the longest TTL of an entry carrying it |
-//! | stampede lock | `{<prefix>}:l:<key>` | string: the owner's token, `PX` = lock TTL; `!<token>` once a write or delete of the key made the load in progress stale |
-//! | invalidation clock | `{<prefix>}:clock` | counter, advanced by every `invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
-//! | bus channel | `{<prefix>}:bus:v<N>` | pub/sub channel; `N` is the wire-format version |
+//! | entry | `<prefix>:v3:{<key>}:k` | string: the [envelope](crate::codec), `PX` = entry TTL |
+//! | stampede lock | `<prefix>:v3:{<key>}:l` | string: the owner's token, `PX` = lock TTL; `!<token>` once a write or delete of the key made the load in progress stale |
+//! | tag marker | `<prefix>:v3:{<tag>}:m` | string: the invalidation clock at the tag's last invalidation (or at its first use); `PX` >= the longest TTL of an entry carrying it |
+//! | invalidation clock | `<prefix>:v3:clock` | counter, advanced by every `invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
+//! | bus channel | `{<prefix>}:bus:v<N>` | (sharded) pub/sub channel; `N` is the wire-format version; the acknowledgement channels share its hash tag, so on a cluster the whole bus is one shard channel slot |
+//!
+//! A key or tag that begins with `}` would make an empty hash tag (Redis then hashes the whole
+//! name, and the entry and its lock could land in different slots): its names use the hash tag
+//! `{~}` instead (`<prefix>:v3:~{~}<key>:k`), a form no other key can produce.
 //!
 //! An entry with tags is valid only while each tag's marker exists and is not newer than the
 //! entry's birth stamp (see [`crate::codec`]): a lost marker (evicted, expired) makes a miss,
 //! never a stale read.
 //!
-//! Two caches with different prefixes share no key and no channel.
+//! Two caches with different prefixes share no key and no channel: every name of a prefix
+//! starts with `<prefix>:v3:` followed by `{`, `~{` or `clock`, and prefixes hold no braces.
+//! The layout version is part of every name, so processes of an earlier layout (0.1, 0.2:
+//! every name under `{<prefix>}:`) and of this one never read or overwrite each other's keys.
+
+/// Version of the key layout, part of every key name.
+pub const LAYOUT_VERSION: u32 = 3;
 
 /// Version of the bus message format, part of the channel name.
-pub const WIRE_VERSION: u32 = 1;
+pub const WIRE_VERSION: u32 = 2;
 
 /// The channel on which `instance` receives acknowledgements of its bus messages.
 pub fn ack_channel(bus_channel: &str, instance: &str) -> String {
@@ -28,38 +42,50 @@ pub fn ack_channel(bus_channel: &str, instance: &str) -> String {
 /// Builds the Redis names of one prefix.
 #[derive(Debug, Clone)]
 pub struct Keyspace {
+    /// `<prefix>:v3:`
     base: String,
+    /// `{<prefix>}:`, the start of the bus channels
+    bus_base: String,
 }
 
 impl Keyspace {
     /// The layout of `prefix` (already validated: no braces).
     pub fn new(prefix: &str) -> Self {
         Self {
-            base: format!("{{{prefix}}}:"),
+            base: format!("{prefix}:v{LAYOUT_VERSION}:"),
+            bus_base: format!("{{{prefix}}}:"),
         }
     }
 
-    /// `{<prefix>}:`, the start shared by every name of this prefix.
+    /// `<prefix>:v3:`, the start shared by every key of this prefix.
     pub fn base(&self) -> &str {
         &self.base
     }
 
-    fn join(&self, kind: &str, name: &str) -> String {
-        let mut s = String::with_capacity(self.base.len() + kind.len() + name.len());
+    /// `base{name}suffix`, with the `{~}` form for a name that begins with `}`.
+    fn slotted(&self, name: &str, suffix: &str) -> String {
+        let mut s = String::with_capacity(self.base.len() + name.len() + 8);
         s.push_str(&self.base);
-        s.push_str(kind);
-        s.push_str(name);
+        if name.starts_with('}') {
+            s.push_str("~{~}");
+            s.push_str(name);
+        } else {
+            s.push('{');
+            s.push_str(name);
+            s.push('}');
+        }
+        s.push_str(suffix);
         s
     }
 
     /// The Redis key of an entry.
     pub fn entry(&self, key: &str) -> String {
-        self.join("k:", key)
+        self.slotted(key, ":k")
     }
 
     /// The Redis key of a tag's marker.
     pub fn tag_marker(&self, tag: &str) -> String {
-        self.join("m:", tag)
+        self.slotted(tag, ":m")
     }
 
     /// A `SCAN MATCH` pattern for every entry of the prefix (glob characters escaped).
@@ -71,24 +97,49 @@ impl Keyspace {
             }
             s.push(c);
         }
-        s.push_str("k:*");
+        // `{` or `~` (the `{~}` form) first: the names of a longer prefix have `:` there
+        s.push_str("[{~]*:k");
         s
     }
 
     /// The Redis key of a key's stampede lock.
     pub fn lock(&self, key: &str) -> String {
-        self.join("l:", key)
+        self.slotted(key, ":l")
     }
 
     /// The invalidation clock of the prefix.
     pub fn clock(&self) -> String {
-        self.join("clock", "")
+        format!("{}clock", self.base)
     }
 
     /// The pub/sub channel of the invalidation bus (wire format [`WIRE_VERSION`]).
     pub fn bus_channel(&self) -> String {
-        format!("{}bus:v{WIRE_VERSION}", self.base)
+        format!("{}bus:v{WIRE_VERSION}", self.bus_base)
     }
+}
+
+/// Redis Cluster's slot of a key: CRC16 of its hash tag (or of all of it).
+pub fn cluster_slot(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let part = match key.find('{') {
+        Some(open) => match key[open + 1..].find('}') {
+            Some(0) | None => bytes,
+            Some(len) => &bytes[open + 1..open + 1 + len],
+        },
+        None => bytes,
+    };
+    let mut crc: u16 = 0;
+    for &b in part {
+        crc ^= (b as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc % 16384
 }
 
 #[cfg(test)]
@@ -96,14 +147,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_is_hash_tagged_and_prefix_isolated() {
+    fn layout_is_slotted_per_key_and_prefix_isolated() {
         let a = Keyspace::new("shop");
-        assert_eq!(a.entry("user:42"), "{shop}:k:user:42");
-        assert_eq!(a.tag_marker("user:42"), "{shop}:m:user:42");
-        assert_eq!(Keyspace::new("a*b").entries_pattern(), "{a\\*b}:k:*");
-        assert_eq!(a.lock("user:42"), "{shop}:l:user:42");
-        assert_eq!(a.bus_channel(), "{shop}:bus:v1");
-        let b = Keyspace::new("shop2");
-        assert!(!b.entry("x").starts_with(a.base()));
+        assert_eq!(a.entry("user:42"), "shop:v3:{user:42}:k");
+        assert_eq!(a.lock("user:42"), "shop:v3:{user:42}:l");
+        assert_eq!(a.tag_marker("user:42"), "shop:v3:{user:42}:m");
+        assert_eq!(a.clock(), "shop:v3:clock");
+        assert_eq!(a.bus_channel(), "{shop}:bus:v2");
+        assert_eq!(Keyspace::new("a*b").entries_pattern(), "a\\*b:v3:[{~]*:k");
+        // an empty hash tag would split an entry from its lock
+        assert_eq!(a.entry("}x"), "shop:v3:~{~}}x:k");
+        assert_eq!(a.lock("}x"), "shop:v3:~{~}}x:l");
+        // no key of one prefix is a key of another
+        let b = Keyspace::new("shop:v3:");
+        for k in ["x", "}x", "{x}"] {
+            assert_ne!(a.entry(k), b.entry(k));
+        }
+        assert!(!Keyspace::new("shop2").entry("x").starts_with(a.base()));
+    }
+
+    #[test]
+    fn an_entry_and_its_lock_share_a_slot_whatever_the_key() {
+        let a = Keyspace::new("p");
+        for k in ["x", "}", "}x", "{", "{}", "a}b", "a{b}c", "}}{", "ünï"] {
+            assert_eq!(
+                cluster_slot(&a.entry(k)),
+                cluster_slot(&a.lock(k)),
+                "key {k:?}"
+            );
+        }
+        assert_eq!(cluster_slot("123456789"), 12739);
+        // keys spread: 1 000 keys take hundreds of slots
+        let slots: std::collections::HashSet<u16> = (0..1000)
+            .map(|i| cluster_slot(&a.entry(&format!("k{i}"))))
+            .collect();
+        assert!(slots.len() > 900, "{}", slots.len());
     }
 }

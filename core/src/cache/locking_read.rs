@@ -68,9 +68,10 @@ impl LockingRead {
             notified.as_mut().enable();
             let token = lock_token();
             let start = self.shared.log.begin();
+            let trusted = self.bus.as_ref().is_some_and(|b| b.is_connected());
             let answer = self
                 .l2
-                .read_or_lock(&self.key, &token, self.lock_ttl, discard.take())
+                .read_or_lock(&self.key, &token, self.lock_ttl, discard.take(), trusted)
                 .await;
             if !waited && discards == 0 && !matches!(answer, Ok(ReadOrLock::Value(_))) {
                 Metrics::inc(&m.l2_misses);

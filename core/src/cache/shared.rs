@@ -111,6 +111,12 @@ impl BusHandler for Shared {
         self.acks.ack(seq);
     }
 
+    fn on_clock(&self, clock: u64) {
+        if let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) {
+            l2.learn_clock(clock);
+        }
+    }
+
     fn on_subscribed(&self, resubscribed: bool) {
         if resubscribed {
             // messages may have been missed while disconnected: nothing in L1 can be trusted

@@ -59,6 +59,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
+use tokio::sync::watch;
 use tokio::sync::Notify;
 
 use crate::breaker::{Breaker, BreakerState, Permit};
@@ -70,169 +71,15 @@ use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
 
-/// First line of a script that stores values: declared (Redis >= 7), so that Redis refuses it
-/// up front when memory is full (`OOM` under `noeviction`), instead of only at its first
-/// command that needs memory, after it extended tag markers.
-const WRITES: &str = "#!lua\n";
+mod data_conn;
+mod error;
+mod scripts;
+mod sharded;
 
-/// First line of a script Redis must run even when memory is full (`maxmemory` reached under
-/// `noeviction`): deletes, tag markers, locks. Redis >= 7.
-const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+use data_conn::DataConn;
 
-/// Advances the invalidation clock and returns it as a string: one more than before, and at
-/// least the caller's wall-clock time in microseconds, so markers made after a restart that
-/// lost the clock still outrank every birth handed out before it (this holds while the
-/// processes' clocks differ by less than Redis was down). The time comes from the caller, not
-/// from Redis' `TIME`, so the least-privilege ACL line stays short.
-/// Numbers are formatted by hand: Redis may print large Lua numbers in exponent notation.
-///
-/// The clock lives 7 days after the last invalidation, so a prefix no longer in use leaves
-/// nothing behind. Losing it is safe: the next invalidation starts it again at the wall clock.
-const ADVANCE_CLOCK: &str = r"
-local CLOCK_TTL_MS = 604800000
-local function advance_clock(clock_key, now_us)
-  local now = tonumber(now_us)
-  local clock = redis.call('INCR', clock_key)
-  if clock < now then
-    clock = string.format('%.0f', now)
-    redis.call('SET', clock_key, clock, 'PX', CLOCK_TTL_MS)
-    return clock
-  end
-  redis.call('PEXPIRE', clock_key, CLOCK_TTL_MS)
-  return string.format('%.0f', clock)
-end
-";
-
-/// Marks a key's stampede lock (`!<owner token>`, same TTL): the load in progress read its
-/// source before this write or delete, so its value must not be stored. The owner still
-/// extends and releases it; nobody else can take it meanwhile.
-const MARK_LOCK: &str = r"
-local function mark_lock(lock_key)
-  local owner = redis.call('GET', lock_key)
-  if owner and string.sub(owner, 1, 1) ~= '!' then
-    redis.call('SET', lock_key, '!' .. owner, 'KEEPTTL')
-  end
-end
-";
-
-/// Invalidates a tag: advances the clock and sets the tag's marker to it (O(1), whatever the
-/// number of entries carrying it), then announces it. Replies how many subscribers received
-/// the announcement. The marker keeps its TTL (entries carrying the tag keep it alive); a
-/// marker that had none gets `ARGV[4]`.
-/// KEYS: clock, marker; ARGV: now µs, channel, message, marker TTL ms.
-const INVALIDATE_TAG: &str = r"
-local clock = advance_clock(KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], clock, 'KEEPTTL')
-if redis.call('PTTL', KEYS[2]) < 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-return redis.call('PUBLISH', ARGV[2], ARGV[3])
-";
-
-/// Deletes an entry, marks a load in progress of the key stale, and announces it. Replies
-/// how many subscribers received the announcement.
-/// KEYS: entry, lock; ARGV: channel, message.
-const DELETE: &str = r"
-redis.call('UNLINK', KEYS[1])
-mark_lock(KEYS[2])
-return redis.call('PUBLISH', ARGV[1], ARGV[2])
-";
-
-/// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
-/// it is free, with the invalidation clock (the load's birth). Replies {1, value}, {2, clock}
-/// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
-/// of an entry the caller found invalidated by a tag, or `*` for an unreadable one), that
-/// entry is deleted and treated as absent; any other value is returned.
-/// A missing clock is started (at the wall clock): a load born at 0 could never create a
-/// missing tag marker (see `SET_ENTRY`).
-/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or '', now µs.
-const READ_OR_LOCK: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then
-  local dead = ARGV[3] == '*'
-    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
-  if not dead then return {1, v} end
-  redis.call('UNLINK', KEYS[1])
-end
-local clock = redis.call('GET', KEYS[3]) or advance_clock(KEYS[3], ARGV[4])
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
-return {3, tonumber(clock)}
-";
-
-/// Stores an entry and announces it on the bus, in one step with its tags' markers.
-///
-/// A caller's write (`ARGV[6]` = '') is born at the clock now and marks a load in progress of
-/// the key stale. A loader's write (`ARGV[6]` = the clock its lookup saw) is stored only while
-/// the loader still holds the key's lock unchanged (`ARGV[7]`) and no tag was invalidated since
-/// the lookup; storing it releases the lock. A missing marker is created at the clock; each
-/// marker lives at least as long as the entry. Replies {1, receivers} when stored, {0, 0} when
-/// refused.
-/// KEYS: entry, lock, clock, then one marker per tag;
-/// ARGV: envelope head, envelope tail ('' for an entry without tags: the head is the whole
-/// envelope), ttl ms, channel, message, load birth or '', lock token or '', now µs.
-const SET_ENTRY: &str = r"
-local ttl = tonumber(ARGV[3])
-local load = ARGV[6] ~= ''
-if load and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {0, 0} end
-local born = '0'
-if #KEYS > 3 then
-  local clock = redis.call('GET', KEYS[3])
-  if load then
-    born = ARGV[6]
-  else
-    if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
-    born = clock
-  end
-  for i = 4, #KEYS do
-    local m = redis.call('GET', KEYS[i])
-    if not m then
-      if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
-      m = clock
-      redis.call('SET', KEYS[i], m, 'PX', ttl)
-    elseif redis.call('PTTL', KEYS[i]) < ttl then
-      redis.call('PEXPIRE', KEYS[i], ttl)
-    end
-    if tonumber(m) > tonumber(born) then
-      if load then return {0, 0} end
-      -- a marker ahead of the clock (a clock lost and restarted lower): the clock moves up
-      redis.call('SET', KEYS[3], m, 'PX', CLOCK_TTL_MS)
-      born = m
-    end
-  end
-end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
-end
-if load then
-  redis.call('DEL', KEYS[2])
-else
-  mark_lock(KEYS[2])
-end
-return {1, redis.call('PUBLISH', ARGV[4], ARGV[5])}
-";
-
-/// Extends a lock only if we still own it (marked or not). KEYS: lock; ARGV: token, ttl ms.
-const EXTEND_LOCK: &str = r"
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] or owner == '!' .. ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-";
-
-/// Releases a lock only if we still own it, marked or not (compare-and-delete); optionally
-/// announces it. KEYS: lock; ARGV: token, channel, message ('' for none).
-const RELEASE_LOCK: &str = r"
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] or owner == '!' .. ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
-  return 1
-end
-return 0
-";
+pub use error::L2Error;
+use scripts::*;
 
 /// An entry a lookup found unusable, to be deleted by the next lookup (if it is still there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,121 +99,6 @@ pub enum ReadOrLock {
     Acquired(u64),
     /// The entry is absent and another owner holds the lock; the invalidation clock.
     Busy(u64),
-}
-
-/// Why a Redis call did not give an answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum L2Error {
-    /// No answer within the bound.
-    Timeout,
-    /// No connection (refused, dropped, not yet made).
-    Unavailable(String),
-    /// Redis answered with an error reply: its code (`BUSY`, `OOM`, `NOPERM`, `WRONGPASS`,
-    /// ...) and the whole reply.
-    Refused {
-        /// The reply's first word.
-        code: String,
-        /// The reply.
-        message: String,
-    },
-    /// Something this side could not use (a URL it cannot parse, a reply of the wrong shape).
-    Invalid(String),
-    /// Not sent: the circuit breaker is open.
-    Skipped,
-}
-
-/// Refusals that end by themselves (a script of another client running, memory full, a
-/// server loading its data or not yet promoted): an invalidation refused this way is retried.
-const TRANSIENT_REFUSALS: &[&str] = &[
-    "BUSY",
-    "OOM",
-    "LOADING",
-    "READONLY",
-    "MASTERDOWN",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
-    "NOREPLICAS",
-];
-
-impl L2Error {
-    /// Whether Redis could not be reached at all (no answer, no connection, breaker open): a
-    /// write that failed this way is replayed (as an invalidation) once Redis is back.
-    pub fn is_availability(&self) -> bool {
-        matches!(
-            self,
-            L2Error::Timeout | L2Error::Unavailable(_) | L2Error::Skipped
-        )
-    }
-
-    /// Whether Redis refused the command for a while only (`BUSY`, `OOM`, `LOADING`,
-    /// `READONLY`, ...): trying again later can succeed.
-    pub fn is_transient_refusal(&self) -> bool {
-        matches!(self, L2Error::Refused { code, .. } if TRANSIENT_REFUSALS.contains(&code.as_str()))
-    }
-
-    /// A short stable name: Redis' error code, or `TIMEOUT`, `UNAVAILABLE`, `INVALID`, `SKIPPED`.
-    pub fn code(&self) -> &str {
-        match self {
-            L2Error::Timeout => "TIMEOUT",
-            L2Error::Unavailable(_) => "UNAVAILABLE",
-            L2Error::Refused { code, .. } => code,
-            L2Error::Invalid(_) => "INVALID",
-            L2Error::Skipped => "SKIPPED",
-        }
-    }
-
-    fn from_redis(e: redis::RedisError) -> L2Error {
-        if e.is_timeout() {
-            return L2Error::Timeout;
-        }
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_unrecoverable_error()
-        {
-            return L2Error::Unavailable(e.to_string());
-        }
-        let message = e.to_string();
-        // this client cannot use Redis at all (not authenticated, no such db): like no
-        // connection, for every command (an operator problem, reported by crate::problems)
-        if matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
-            || message.contains("unauthenticated")
-            || message.contains("DB index")
-        {
-            return L2Error::Unavailable(message);
-        }
-        match e.code() {
-            // a command or channel a script may not use under the user's ACL comes back as ERR
-            Some("ERR")
-                if message.contains("can't run this command")
-                    || message.contains("can't publish to the channel")
-                    || message.contains("can't access")
-                    || message.contains("no permissions") =>
-            {
-                L2Error::Refused {
-                    code: "NOPERM".into(),
-                    message,
-                }
-            }
-            Some(code) => L2Error::Refused {
-                code: code.to_string(),
-                message,
-            },
-            None => L2Error::Invalid(message),
-        }
-    }
-}
-
-impl std::fmt::Display for L2Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            L2Error::Timeout => write!(f, "Redis did not answer in time"),
-            L2Error::Unavailable(e) => write!(f, "Redis unavailable: {e}"),
-            L2Error::Refused { message, .. } => write!(f, "Redis refused: {message}"),
-            L2Error::Invalid(e) => write!(f, "Redis error: {e}"),
-            L2Error::Skipped => write!(f, "Redis skipped: circuit breaker open"),
-        }
-    }
 }
 
 /// What [`L2::on_replayed`] calls.
@@ -403,10 +135,19 @@ pub struct L2Counters {
 pub struct L2 {
     /// the data connection (`None` until the sentinels named the master); replaced when the
     /// master moves (see [`crate::connection`])
-    conn: RwLock<Option<ConnectionManager>>,
+    conn: RwLock<Option<DataConn>>,
     /// with `redis.waitReplicas`: the connection invalidations go through, then `WAIT` (it
     /// waits for this client's writes; on a connection of its own it holds up nothing else)
-    inval: RwLock<Option<ConnectionManager>>,
+    inval: RwLock<Option<DataConn>>,
+    /// a Redis Cluster: the split scripts of [`sharded`], connections made in the background
+    cluster: bool,
+    command_timeout: Duration,
+    /// (cluster) true once the connections exist
+    cluster_ready: watch::Sender<bool>,
+    /// (cluster) the highest invalidation clock value this process knows was handed out: from
+    /// its own invalidations, the bus announcements of the others' (trusted while the bus is
+    /// subscribed), or read from Redis; the birth of a lookup (see [`sharded`])
+    clock_known: AtomicU64,
     wait_replicas: u32,
     wait_timeout: Duration,
     /// how `conn` and `inval` are made (for a master named later, or a new one)
@@ -445,6 +186,13 @@ pub struct L2 {
     marker_ttl: Duration,
     extend_lock: Script,
     release_lock: Script,
+    clock_now: Script,
+    clock_advance: Script,
+    raise_marker: Script,
+    ensure_marker: Script,
+    read_or_lock_slot: Script,
+    set_entry_slot: Script,
+    delete_slot: Script,
 }
 
 impl Drop for L2 {
@@ -505,7 +253,7 @@ impl L2 {
                 .clone()
                 .set_response_timeout(Some(config.command_timeout + config.wait_timeout))
         });
-        let (conn, inval) = if connector.is_sentinel() {
+        let (conn, inval) = if connector.is_sentinel() || connector.is_cluster() {
             (None, None)
         } else {
             let (conn, inval) = connector
@@ -514,10 +262,15 @@ impl L2 {
                 .map_err(|e| L2Error::Invalid(e.to_string()))?;
             (Some(conn), inval)
         };
+        let cluster = connector.is_cluster();
         let changes = connector.changes();
         let l2 = Arc::new(L2 {
             conn: RwLock::new(conn),
             inval: RwLock::new(inval),
+            cluster,
+            command_timeout: config.command_timeout,
+            cluster_ready: watch::channel(false).0,
+            clock_known: AtomicU64::new(0),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
             manager_config: manager_config.clone(),
@@ -547,7 +300,17 @@ impl L2 {
             marker_ttl: config.ttl,
             extend_lock: Script::new(&format!("{ALLOW_OOM}{EXTEND_LOCK}")),
             release_lock: Script::new(&format!("{ALLOW_OOM}{RELEASE_LOCK}")),
+            clock_now: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{CLOCK_NOW}")),
+            clock_advance: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{CLOCK_ADVANCE}")),
+            raise_marker: Script::new(&format!("{ALLOW_OOM}{RAISE_MARKER}")),
+            ensure_marker: Script::new(&format!("{WRITES}{ENSURE_MARKER}")),
+            read_or_lock_slot: Script::new(&format!("{ALLOW_OOM}{READ_OR_LOCK_SLOT}")),
+            set_entry_slot: Script::new(&format!("{WRITES}{MARK_LOCK}{SET_ENTRY_SLOT}")),
+            delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE_SLOT}")),
         });
+        if cluster {
+            tokio::spawn(sharded::connect(Arc::downgrade(&l2)));
+        }
         tokio::spawn(replay_when_recovered(
             Arc::downgrade(&l2),
             l2.recovered.clone(),
@@ -559,20 +322,31 @@ impl L2 {
     }
 
     /// The connection invalidations go through (see `inval`).
-    fn inval_conn(&self) -> Result<ConnectionManager, L2Error> {
+    async fn inval_conn(&self) -> Result<DataConn, L2Error> {
         if self.wait_replicas == 0 {
-            return self.conn();
+            return self.conn().await;
         }
         if let Some(c) = self.inval.read().clone() {
             return Ok(c);
         }
-        self.connect_now()?;
+        self.connect_now().await?;
         self.inval.read().clone().ok_or_else(not_named)
     }
 
-    /// Makes the connections to the master the sentinels named, if none exists yet (a command
-    /// may come before the follower task saw the first answer).
-    fn connect_now(&self) -> Result<(), L2Error> {
+    /// Makes the connections if none exists yet: to the master the sentinels named (a command
+    /// may come before the follower task saw the first answer), or waits (within the connect
+    /// timeout) for the cluster connection being made in the background.
+    async fn connect_now(&self) -> Result<(), L2Error> {
+        if self.cluster {
+            let mut ready = self.cluster_ready.subscribe();
+            let wait = ready.wait_for(|r| *r);
+            return match tokio::time::timeout(self.bound - self.command_bound(), wait).await {
+                Ok(Ok(_)) => Ok(()),
+                _ => Err(L2Error::Unavailable(
+                    "no connection to the cluster yet".into(),
+                )),
+            };
+        }
         let mut conn = self.conn.write();
         if conn.is_some() {
             return Ok(());
@@ -590,17 +364,18 @@ impl L2 {
     /// With `redis.waitReplicas`: waits (`WAIT`, at most `redis.waitTimeout`) until that many
     /// replicas acknowledged the writes sent on `c`; counts a wait in vain, never fails (the
     /// invalidation was applied on the master).
-    async fn wait_for_replicas(&self, c: &mut ConnectionManager) {
+    async fn wait_for_replicas(&self, c: &mut DataConn, slot_of: &str) {
         if self.wait_replicas == 0 {
             return;
         }
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(self.wait_replicas)
             .arg(self.wait_timeout.as_millis() as u64);
-        let wait = cmd.query_async::<u64>(c);
+        // on a cluster, on the primary that took the invalidation
+        let wait = c.on_slot(cmd, crate::keys::cluster_slot(slot_of));
         let bound = self.wait_timeout + self.bound;
         match tokio::time::timeout(bound, wait).await {
-            Ok(Ok(n)) if n >= u64::from(self.wait_replicas) => {}
+            Ok(Ok(redis::Value::Int(n))) if n >= i64::from(self.wait_replicas) => {}
             _ => {
                 self.replica_wait_timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -608,12 +383,17 @@ impl L2 {
     }
 
     /// The data connection now.
-    fn conn(&self) -> Result<ConnectionManager, L2Error> {
+    async fn conn(&self) -> Result<DataConn, L2Error> {
         if let Some(c) = self.conn.read().clone() {
             return Ok(c);
         }
-        self.connect_now()?;
+        self.connect_now().await?;
         self.conn.read().clone().ok_or_else(not_named)
+    }
+
+    /// The bound of one command's answer (`redis.commandTimeout`).
+    fn command_bound(&self) -> Duration {
+        self.command_timeout
     }
 
     /// The longest a single call can take (connect plus command timeout).
@@ -802,22 +582,29 @@ impl L2 {
 
     /// Redis' own hit counters (`keyspace_hits`, `keyspace_misses` of `INFO stats`).
     pub async fn keyspace_stats(&self) -> Result<(u64, u64), L2Error> {
-        let mut c = self.conn()?;
-        let info: String = self
-            .bounded(redis::cmd("INFO").arg("stats").query_async(&mut c))
-            .await?;
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        Ok((field("keyspace_hits"), field("keyspace_misses")))
+        let mut c = self.conn().await?;
+        let (mut hits, mut misses) = (0, 0);
+        for (host, port) in self.primaries(&mut c).await? {
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("stats");
+            let reply = self.bounded(c.on_node(cmd, &host, port)).await?;
+            let info: String =
+                redis::from_redis_value(reply).map_err(|e| L2Error::Invalid(e.to_string()))?;
+            let field = |name: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            hits += field("keyspace_hits");
+            misses += field("keyspace_misses");
+        }
+        Ok((hits, misses))
     }
 
     /// Makes sure a connection exists (a `PING`).
     pub async fn ping(&self) -> Result<(), L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         self.bounded(redis::cmd("PING").query_async::<()>(&mut c))
             .await
     }
@@ -825,7 +612,7 @@ impl L2 {
     /// The raw envelopes of several keys in one round trip (`MGET`; every key of a prefix is in
     /// one cluster slot).
     pub async fn mget(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let mut cmd = redis::cmd("MGET");
         for key in keys {
             cmd.arg(self.keys.entry(key));
@@ -837,7 +624,7 @@ impl L2 {
     /// The markers of several tags in one round trip: `None` for a missing (or unreadable)
     /// marker, which makes every entry carrying the tag invalid.
     pub async fn markers(&self, tags: &[String]) -> Result<Vec<Option<u64>>, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let mut cmd = redis::cmd("MGET");
         for tag in tags {
             cmd.arg(self.keys.tag_marker(tag));
@@ -867,11 +654,16 @@ impl L2 {
         notice: &str,
         load: Option<LoadedWrite<'_>>,
     ) -> Result<Option<u64>, L2Error> {
+        if self.cluster {
+            return self
+                .sharded_set(key, envelope, ttl, tags, notice, load)
+                .await;
+        }
         // a caller's write replaces a value: an invalidation too (a loader's value is not)
         let mut c = if load.is_none() {
-            self.inval_conn()?
+            self.inval_conn().await?
         } else {
-            self.conn()?
+            self.conn().await?
         };
         let mut inv = self.set_entry.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
@@ -892,7 +684,7 @@ impl L2 {
             .await
             .map(|(stored, receivers)| (stored == 1).then_some(receivers))?;
         if load.is_none() {
-            self.wait_for_replicas(&mut c).await;
+            self.wait_for_replicas(&mut c, key).await;
         }
         Ok(stored)
     }
@@ -900,26 +692,36 @@ impl L2 {
     /// Deletes `key` (marking a load in progress of it stale) and publishes `notice` on the
     /// bus. Returns how many subscribers received `notice`.
     pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.inval_conn()?;
+        if self.cluster {
+            return self.sharded_del(key, notice).await;
+        }
+        let mut c = self.inval_conn().await?;
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
         inv.arg(&self.channel).arg(notice);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
-        self.wait_for_replicas(&mut c).await;
+        self.wait_for_replicas(&mut c, key).await;
         Ok(receivers)
     }
 
     /// The value of `key` if present, else tries to take its lock with `token` for `ttl`.
     /// `discard`: an entry the caller found unusable; if it is still there, it is deleted and
-    /// counts as absent.
+    /// counts as absent. `clock_trusted`: the bus is subscribed, so the invalidation clock this
+    /// process knows may be the load's birth (cluster; see [`sharded`]).
     pub async fn read_or_lock(
         &self,
         key: &str,
         token: &str,
         ttl: Duration,
         discard: Option<Discard>,
+        clock_trusted: bool,
     ) -> Result<ReadOrLock, L2Error> {
-        let mut c = self.conn()?;
+        if self.cluster {
+            return self
+                .sharded_read_or_lock(key, token, ttl, discard, clock_trusted)
+                .await;
+        }
+        let mut c = self.conn().await?;
         let mut inv = self.read_or_lock.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         inv.arg(token).arg(ttl.as_millis() as u64);
@@ -950,7 +752,7 @@ impl L2 {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let mut inv = self.extend_lock.key(self.keys.lock(key));
         inv.arg(token).arg(ttl.as_millis() as u64);
         self.bounded(inv.invoke_async::<u64>(&mut c))
@@ -965,17 +767,24 @@ impl L2 {
         token: &str,
         notice: &str,
     ) -> Result<bool, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let mut inv = self.release_lock.key(self.keys.lock(key));
-        inv.arg(token).arg(&self.channel).arg(notice);
-        self.bounded(inv.invoke_async::<u64>(&mut c))
+        // on a cluster the announcement goes to the bus's shard after the script
+        let in_script = if self.cluster { "" } else { notice };
+        inv.arg(token).arg(&self.channel).arg(in_script);
+        let released = self
+            .bounded(inv.invoke_async::<u64>(&mut c))
             .await
-            .map(|n| n == 1)
+            .map(|n| n == 1)?;
+        if released && self.cluster && !notice.is_empty() {
+            self.publish(&mut c, &self.channel, notice).await?;
+        }
+        Ok(released)
     }
 
     /// The raw envelope of `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let k = self.keys.entry(key);
         self.bounded(
             redis::cmd("GET")
@@ -988,13 +797,17 @@ impl L2 {
     /// Invalidates every entry tagged `tag` (O(1): its marker moves to the advanced clock) and
     /// publishes `notice`. Returns how many subscribers received `notice`.
     pub async fn invalidate_tag(&self, tag: &str, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.inval_conn()?;
+        if self.cluster {
+            return self.sharded_invalidate_tag(tag, notice).await;
+        }
+        let mut c = self.inval_conn().await?;
         let mut inv = self.invalidate_tag.key(self.keys.clock());
         inv.key(self.keys.tag_marker(tag));
         inv.arg(now_us()).arg(&self.channel).arg(notice);
         inv.arg(self.marker_ttl.as_millis() as u64);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
-        self.wait_for_replicas(&mut c).await;
+        self.wait_for_replicas(&mut c, &self.keys.tag_marker(tag))
+            .await;
         Ok(receivers)
     }
 
@@ -1002,55 +815,97 @@ impl L2 {
     /// stays responsive), then publishes `notice` (every process empties its L1). The fallback
     /// of a replay queue that overflowed. Returns how many subscribers received `notice`.
     pub async fn invalidate_all(&self, notice: &str) -> Result<u64, L2Error> {
-        let mut c = self.inval_conn()?;
+        let mut c = self.inval_conn().await?;
         let pattern = self.keys.entries_pattern();
-        let mut cursor: u64 = 0;
-        // bounded: MAX_PURGE_ROUNDS rounds, each bounded by the command timeout
-        for _ in 0..MAX_PURGE_ROUNDS {
-            let (next, found): (u64, Vec<String>) = self
-                .bounded(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c),
-                )
-                .await?;
-            if !found.is_empty() {
-                self.bounded(redis::cmd("UNLINK").arg(&found).query_async::<u64>(&mut c))
-                    .await?;
+        for (host, port) in self.primaries(&mut c).await? {
+            let mut cursor: u64 = 0;
+            // bounded: MAX_PURGE_ROUNDS rounds, each bounded by the command timeout
+            for _ in 0..MAX_PURGE_ROUNDS {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000);
+                let reply = self.bounded(c.on_node(scan, &host, port)).await?;
+                let (next, found): (u64, Vec<String>) =
+                    redis::from_redis_value(reply).map_err(|e| L2Error::Invalid(e.to_string()))?;
+                if !found.is_empty() {
+                    // on a cluster, split per slot by the client
+                    self.bounded(redis::cmd("UNLINK").arg(&found).query_async::<u64>(&mut c))
+                        .await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
-        let receivers = self
-            .bounded(
-                redis::cmd("PUBLISH")
-                    .arg(&self.channel)
-                    .arg(notice)
-                    .query_async::<u64>(&mut c),
-            )
-            .await?;
-        self.wait_for_replicas(&mut c).await;
+        let receivers = self.publish(&mut c, &self.channel, notice).await?;
+        self.wait_for_replicas(&mut c, &self.channel).await;
         Ok(receivers)
+    }
+
+    /// The primaries to visit for a scan or a statistic: on a cluster each primary's address
+    /// (`CLUSTER SLOTS`), else the one server (its address is not used).
+    async fn primaries(&self, c: &mut DataConn) -> Result<Vec<(String, u16)>, L2Error> {
+        if !self.cluster {
+            return Ok(vec![(String::new(), 0)]);
+        }
+        let slots: Vec<redis::Value> = self
+            .bounded(redis::cmd("CLUSTER").arg("SLOTS").query_async(c))
+            .await?;
+        let mut nodes = Vec::new();
+        for range in slots {
+            // [start, end, [host, port, id, ...], replicas...]
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let Some(redis::Value::Array(primary)) = parts.get(2) else {
+                continue;
+            };
+            let host = match primary.first() {
+                Some(redis::Value::BulkString(h)) => String::from_utf8_lossy(h).into_owned(),
+                Some(redis::Value::SimpleString(h)) => h.clone(),
+                _ => continue,
+            };
+            let Some(redis::Value::Int(port)) = primary.get(1) else {
+                continue;
+            };
+            let node = (host, *port as u16);
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// Publishes on a bus channel: `SPUBLISH` on a cluster (a shard channel: the reply counts
+    /// every subscriber, all connected to the channel's primary), else `PUBLISH`. Returns how
+    /// many subscribers received it.
+    async fn publish(
+        &self,
+        c: &mut DataConn,
+        channel: &str,
+        message: &str,
+    ) -> Result<u64, L2Error> {
+        let command = if self.cluster { "SPUBLISH" } else { "PUBLISH" };
+        self.bounded(
+            redis::cmd(command)
+                .arg(channel)
+                .arg(message)
+                .query_async::<u64>(c),
+        )
+        .await
     }
 
     /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
     pub async fn ack(&self, instance: &str, seq: u64) -> Result<(), L2Error> {
-        let mut c = self.conn()?;
+        let mut c = self.conn().await?;
         let channel = crate::keys::ack_channel(&self.channel, instance);
-        self.bounded(
-            redis::cmd("PUBLISH")
-                .arg(&channel)
-                .arg(seq)
-                .query_async::<u64>(&mut c),
-        )
-        .await
-        .map(|_| ())
+        self.publish(&mut c, &channel, &seq.to_string())
+            .await
+            .map(|_| ())
     }
 }
 
@@ -1060,16 +915,19 @@ fn managers(
     client: Client,
     config: &ConnectionManagerConfig,
     inval_config: Option<&ConnectionManagerConfig>,
-) -> redis::RedisResult<(ConnectionManager, Option<ConnectionManager>)> {
+) -> redis::RedisResult<(DataConn, Option<DataConn>)> {
     let inval = match inval_config {
-        Some(c) => Some(ConnectionManager::new_lazy_with_config(
+        Some(c) => Some(DataConn::Single(ConnectionManager::new_lazy_with_config(
             client.clone(),
             c.clone(),
-        )?),
+        )?)),
         None => None,
     };
     Ok((
-        ConnectionManager::new_lazy_with_config(client, config.clone())?,
+        DataConn::Single(ConnectionManager::new_lazy_with_config(
+            client,
+            config.clone(),
+        )?),
         inval,
     ))
 }

@@ -1,0 +1,256 @@
+//! The Lua scripts of the Redis layer, in two sets: one for a single server (a write, its tag
+//! markers, the clock and its announcement in one atomic step) and one for a cluster, where a
+//! script touches one slot only (see [`super::sharded`]).
+
+/// First line of a script that stores values: declared (Redis >= 7), so that Redis refuses it
+/// up front when memory is full (`OOM` under `noeviction`), instead of only at its first
+/// command that needs memory, after it extended tag markers.
+pub(super) const WRITES: &str = "#!lua\n";
+
+/// First line of a script Redis must run even when memory is full (`maxmemory` reached under
+/// `noeviction`): deletes, tag markers, locks. Redis >= 7.
+pub(super) const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
+/// Advances the invalidation clock and returns it as a string: one more than before, and at
+/// least the caller's wall-clock time in microseconds, so markers made after a restart that
+/// lost the clock still outrank every birth handed out before it (this holds while the
+/// processes' clocks differ by less than Redis was down). The time comes from the caller, not
+/// from Redis' `TIME`, so the least-privilege ACL line stays short.
+/// Numbers are formatted by hand: Redis may print large Lua numbers in exponent notation.
+///
+/// The clock lives 7 days after the last invalidation, so a prefix no longer in use leaves
+/// nothing behind. Losing it is safe: the next invalidation starts it again at the wall clock.
+pub(super) const ADVANCE_CLOCK: &str = r"
+local CLOCK_TTL_MS = 604800000
+local function advance_clock(clock_key, now_us)
+  local now = tonumber(now_us)
+  local clock = redis.call('INCR', clock_key)
+  if clock < now then
+    clock = string.format('%.0f', now)
+    redis.call('SET', clock_key, clock, 'PX', CLOCK_TTL_MS)
+    return clock
+  end
+  redis.call('PEXPIRE', clock_key, CLOCK_TTL_MS)
+  return string.format('%.0f', clock)
+end
+";
+
+/// Marks a key's stampede lock (`!<owner token>`, same TTL): the load in progress read its
+/// source before this write or delete, so its value must not be stored. The owner still
+/// extends and releases it; nobody else can take it meanwhile.
+pub(super) const MARK_LOCK: &str = r"
+local function mark_lock(lock_key)
+  local owner = redis.call('GET', lock_key)
+  if owner and string.sub(owner, 1, 1) ~= '!' then
+    redis.call('SET', lock_key, '!' .. owner, 'KEEPTTL')
+  end
+end
+";
+
+/// Invalidates a tag: advances the clock and sets the tag's marker to it (O(1), whatever the
+/// number of entries carrying it), then announces it. Replies how many subscribers received
+/// the announcement. The marker keeps its TTL (entries carrying the tag keep it alive); a
+/// marker that had none gets `ARGV[4]`.
+/// KEYS: clock, marker; ARGV: now µs, channel, message, marker TTL ms.
+pub(super) const INVALIDATE_TAG: &str = r"
+local clock = advance_clock(KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], clock, 'KEEPTTL')
+if redis.call('PTTL', KEYS[2]) < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return redis.call('PUBLISH', ARGV[2], ARGV[3])
+";
+
+/// Deletes an entry, marks a load in progress of the key stale, and announces it. Replies
+/// how many subscribers received the announcement.
+/// KEYS: entry, lock; ARGV: channel, message.
+pub(super) const DELETE: &str = r"
+redis.call('UNLINK', KEYS[1])
+mark_lock(KEYS[2])
+return redis.call('PUBLISH', ARGV[1], ARGV[2])
+";
+
+/// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
+/// it is free, with the invalidation clock (the load's birth). Replies {1, value}, {2, clock}
+/// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
+/// of an entry the caller found invalidated by a tag, or `*` for an unreadable one), that
+/// entry is deleted and treated as absent; any other value is returned.
+/// A missing clock is started (at the wall clock): a load born at 0 could never create a
+/// missing tag marker (see `SET_ENTRY`).
+/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or '', now µs.
+pub(super) const READ_OR_LOCK: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local dead = ARGV[3] == '*'
+    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
+  if not dead then return {1, v} end
+  redis.call('UNLINK', KEYS[1])
+end
+local clock = redis.call('GET', KEYS[3]) or advance_clock(KEYS[3], ARGV[4])
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
+return {3, tonumber(clock)}
+";
+
+/// Stores an entry and announces it on the bus, in one step with its tags' markers.
+///
+/// A caller's write (`ARGV[6]` = '') is born at the clock now and marks a load in progress of
+/// the key stale. A loader's write (`ARGV[6]` = the clock its lookup saw) is stored only while
+/// the loader still holds the key's lock unchanged (`ARGV[7]`) and no tag was invalidated since
+/// the lookup; storing it releases the lock. A missing marker is created at the clock; each
+/// marker lives at least as long as the entry. Replies {1, receivers} when stored, {0, 0} when
+/// refused.
+/// KEYS: entry, lock, clock, then one marker per tag;
+/// ARGV: envelope head, envelope tail ('' for an entry without tags: the head is the whole
+/// envelope), ttl ms, channel, message, load birth or '', lock token or '', now µs.
+pub(super) const SET_ENTRY: &str = r"
+local ttl = tonumber(ARGV[3])
+local load = ARGV[6] ~= ''
+if load and redis.call('GET', KEYS[2]) ~= ARGV[7] then return {0, 0} end
+local born = '0'
+if #KEYS > 3 then
+  local clock = redis.call('GET', KEYS[3])
+  if load then
+    born = ARGV[6]
+  else
+    if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
+    born = clock
+  end
+  for i = 4, #KEYS do
+    local m = redis.call('GET', KEYS[i])
+    if not m then
+      if not clock then clock = advance_clock(KEYS[3], ARGV[8]) end
+      m = clock
+      redis.call('SET', KEYS[i], m, 'PX', ttl)
+    elseif redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+    if tonumber(m) > tonumber(born) then
+      if load then return {0, 0} end
+      -- a marker ahead of the clock (a clock lost and restarted lower): the clock moves up
+      redis.call('SET', KEYS[3], m, 'PX', CLOCK_TTL_MS)
+      born = m
+    end
+  end
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
+end
+if load then
+  redis.call('DEL', KEYS[2])
+else
+  mark_lock(KEYS[2])
+end
+return {1, redis.call('PUBLISH', ARGV[4], ARGV[5])}
+";
+
+/// Extends a lock only if we still own it (marked or not). KEYS: lock; ARGV: token, ttl ms.
+pub(super) const EXTEND_LOCK: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or owner == '!' .. ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
+
+/// Releases a lock only if we still own it, marked or not (compare-and-delete); optionally
+/// announces it. KEYS: lock; ARGV: token, channel, message ('' for none).
+pub(super) const RELEASE_LOCK: &str = r"
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] or owner == '!' .. ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+  return 1
+end
+return 0
+";
+
+// ---- Cluster: each script touches the keys of one slot only (see `super::sharded`) ----
+
+/// The invalidation clock now, started (at the wall clock) if missing: the birth of a lookup,
+/// and the value a missing tag marker is created at. KEYS: clock; ARGV: now µs.
+pub(super) const CLOCK_NOW: &str = r"
+return redis.call('GET', KEYS[1]) or advance_clock(KEYS[1], ARGV[1])
+";
+
+/// Advances the invalidation clock (see `ADVANCE_CLOCK`). KEYS: clock; ARGV: now µs.
+pub(super) const CLOCK_ADVANCE: &str = r"
+return advance_clock(KEYS[1], ARGV[1])
+";
+
+/// Raises a tag's marker to an invalidation's clock value: never lowers it (two invalidations
+/// may reach the marker's shard in the other order than they advanced the clock). The marker
+/// keeps its TTL; one that had none gets `ARGV[2]`. KEYS: marker; ARGV: clock, marker TTL ms.
+pub(super) const RAISE_MARKER: &str = r"
+local m = redis.call('GET', KEYS[1])
+if not m or tonumber(m) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL')
+end
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1
+";
+
+/// A tag's marker for a write: its value, its TTL extended to at least the entry's. A missing
+/// marker is created at `ARGV[2]` (the clock, read just before), or reported missing (nil)
+/// when `ARGV[2]` is ''. KEYS: marker; ARGV: entry TTL ms, value to create it at or ''.
+pub(super) const ENSURE_MARKER: &str = r"
+local ttl = tonumber(ARGV[1])
+local m = redis.call('GET', KEYS[1])
+if not m then
+  if ARGV[2] == '' then return false end
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ttl)
+  return ARGV[2]
+end
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return m
+";
+
+/// The lookup of `READ_OR_LOCK` without the clock (the caller knows the birth): replies
+/// {1, value}, {2, 0} (lock taken by us) or {3, 0} (someone else holds it).
+/// KEYS: entry, lock; ARGV: token, lock ttl ms, dead write marker, '*' or ''.
+pub(super) const READ_OR_LOCK_SLOT: &str = r"
+local v = redis.call('GET', KEYS[1])
+if v then
+  local dead = ARGV[3] == '*'
+    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
+  if not dead then return {1, v} end
+  redis.call('UNLINK', KEYS[1])
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, 0} end
+return {3, 0}
+";
+
+/// Stores an entry whose birth the caller computed from its tags' markers (see
+/// `super::sharded`). A loader's write (`ARGV[5]` = its lock token) is stored only while the
+/// loader still holds the key's lock unchanged, and releases it; a caller's write (`ARGV[5]`
+/// = '') marks a load in progress of the key stale. Replies 1 when stored, 0 when refused.
+/// KEYS: entry, lock; ARGV: envelope head, tail ('' when the head is the whole envelope),
+/// ttl ms, birth, lock token or ''.
+pub(super) const SET_ENTRY_SLOT: &str = r"
+local load = ARGV[5] ~= ''
+if load and redis.call('GET', KEYS[2]) ~= ARGV[5] then return 0 end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[1] .. ARGV[4] .. ARGV[2], 'PX', ARGV[3])
+end
+if load then
+  redis.call('DEL', KEYS[2])
+else
+  mark_lock(KEYS[2])
+end
+return 1
+";
+
+/// Deletes an entry and marks a load in progress of the key stale (the announcement follows
+/// on the bus's shard). KEYS: entry, lock.
+pub(super) const DELETE_SLOT: &str = r"
+redis.call('UNLINK', KEYS[1])
+mark_lock(KEYS[2])
+return 1
+";
