@@ -19,7 +19,7 @@ process.on('message', (m) => {
   if (job) return box.push(m)
   job = m
   const scenario = scenarios.load(job.scenario)
-  const system = systems.load(job.system)
+  const system = job.cfg && job.cfg.cluster ? systems.onCluster(systems.load(job.system), job.cfg.cluster) : systems.load(job.system)
   const log = (s) => process.stderr.write(`  [peer ${job.peerIndex} ${job.scenario}/${job.system}] ${s}\n`)
   const ctx = { ...job, system, send, next: (type, ms) => box.next(type, ms), log }
   Promise.resolve()
