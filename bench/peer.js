@@ -12,7 +12,9 @@ const box = new Mailbox('coordinator')
 let job
 
 function send(msg) {
-  if (process.connected) process.send(msg)
+  // with a callback, a send racing the coordinator's disconnect (it closes the peers when one
+  // fails) is dropped instead of crashing this process with an unhandled EPIPE 'error' event
+  if (process.connected) process.send(msg, () => {})
 }
 
 process.on('message', (m) => {
