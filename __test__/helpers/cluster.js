@@ -129,6 +129,14 @@ function slotMapKey(reply) {
   return reply.map((r) => `${r[0]}-${r[1]}@${r[2][1]}`).sort().join(' ')
 }
 
+/**
+ * Parsed `CLUSTER NODES` -> one string per node, 'id role primary-id failed? slots', sorted: two
+ * nodes with the same key agree on every node's role, primary, failure and slots.
+ */
+function nodesViewKey(nodes) {
+  return nodes.map((n) => `${n.id} ${n.master ? 'replica' : 'primary'} ${n.master || '-'} ${n.failed ? 'failed' : 'ok'} ${n.slots.map(([a, b]) => `${a}-${b}`).join(',')}`).sort().join('\n')
+}
+
 /** Number of slots in `[[from, to], ...]`. */
 function countSlots(ranges) {
   return ranges.reduce((n, [a, b]) => n + b - a + 1, 0)
@@ -174,8 +182,26 @@ function nodeArgs(node, dir, extraArgs) {
 }
 
 /**
- * Spawns the node's redis-server and resolves once its port accepts connections; rejects
- * (with its output) when it exits first or after `timeoutMs`.
+ * The pid of the redis-server answering on 127.0.0.1:port (INFO server), or undefined.
+ * Tells our node from another process's server on a port that we were handed too.
+ */
+async function serverPid(port) {
+  const c = new Redis({ host: HOST, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000, commandTimeout: 2000, enableOfflineQueue: false })
+  c.on('error', () => {})
+  try {
+    await c.connect()
+    return Number(parseInfo(await c.info('server')).process_id)
+  } catch {
+    return undefined
+  } finally {
+    c.disconnect()
+  }
+}
+
+/**
+ * Spawns the node's redis-server and resolves once its port answers as this process (a port
+ * free when picked may have been taken by another process since: then this server exits and
+ * another one answers); rejects (with its output) when it exits first or after `timeoutMs`.
  */
 async function spawnNode(node, dir, extraArgs, onSpawn, timeoutMs = 10000) {
   const proc = spawn('redis-server', nodeArgs(node, dir, extraArgs), { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -193,7 +219,11 @@ async function spawnNode(node, dir, extraArgs, onSpawn, timeoutMs = 10000) {
   const deadline = Date.now() + timeoutMs
   for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
     if (!isAlive(node)) break
-    if (await canConnect(node.port)) return
+    if (await canConnect(node.port)) {
+      const pid = await serverPid(node.port)
+      if (pid === proc.pid) return
+      if (pid !== undefined) { keep(`port ${node.port} is answered by another redis-server (pid ${pid})\n`); break }
+    }
     await sleep(20)
   }
   const alive = isAlive(node)
@@ -355,8 +385,9 @@ class TestCluster {
 
   /**
    * Polls until every running node says cluster_state:ok with all 16384 slots served, knows
-   * every node, and all agree on the slot map (which primary holds which slots); with
-   * `replicasUp`, also until every replica's link to its primary is up. Returns the slot map.
+   * every node, and all agree on the slot map (CLUSTER SLOTS: which primary holds which slots)
+   * and on every node's role, primary and failure flag (CLUSTER NODES); with `replicasUp`,
+   * also until every replica's link to its primary is up. Returns the slot map.
    */
   async settle(what, { replicasUp = false, timeoutMs = SETTLE_MS, extra } = {}) {
     const total = this.byPort.size
@@ -364,6 +395,7 @@ class TestCluster {
       const live = this.liveNodes()
       if (!live.length) return { done: false, why: 'no node is running' }
       let map
+      let view
       for (const node of live) {
         const c = await this.connectedAdmin(node.port)
         const ci = parseInfo(await c.call('CLUSTER', 'INFO'))
@@ -373,6 +405,9 @@ class TestCluster {
         const m = slotMapKey(await c.call('CLUSTER', 'SLOTS'))
         if (map === undefined) map = m
         else if (m !== map) return { done: false, why: `${node.port} sees another slot map (${m}) than ${live[0].port} (${map})` }
+        const v = nodesViewKey(parseClusterNodes(await c.call('CLUSTER', 'NODES')))
+        if (view === undefined) view = v
+        else if (v !== view) return { done: false, why: `${node.port} sees the nodes' roles or failures differently than ${live[0].port}` }
         if (replicasUp) {
           const repl = parseInfo(await c.info('replication'))
           if (repl.role === 'slave' && repl.master_link_status !== 'up') return { done: false, why: `${node.port}: link to its primary ${repl.master_link_status}` }
