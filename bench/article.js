@@ -14,11 +14,13 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 class ArticleCache {
   /**
-   * @param {{ redisUrl?: string, keyPrefix?: string, maxLockRetries?: number }} [options]
+   * @param {{ redisUrl?: string, keyPrefix?: string, maxLockRetries?: number, redis?: import('ioredis').Redis | import('ioredis').Cluster }} [options]
+   *   `redis`: a client to use instead of one made from `redisUrl` (not in the article; the
+   *   benchmark's cluster scenario gives it an ioredis `Cluster`, which carries its own keyPrefix)
    */
-  constructor({ redisUrl, keyPrefix, maxLockRetries = 100 } = {}) {
+  constructor({ redisUrl, keyPrefix, maxLockRetries = 100, redis } = {}) {
     this.l1 = new NodeCache({ stdTTL: 60, useClones: false })
-    this.redis = keyPrefix ? new Redis(redisUrl, { keyPrefix }) : new Redis(redisUrl)
+    this.redis = redis || (keyPrefix ? new Redis(redisUrl, { keyPrefix }) : new Redis(redisUrl))
     this.maxLockRetries = maxLockRetries
   }
 

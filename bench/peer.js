@@ -12,14 +12,16 @@ const box = new Mailbox('coordinator')
 let job
 
 function send(msg) {
-  if (process.connected) process.send(msg)
+  // with a callback, a send racing the coordinator's disconnect (it closes the peers when one
+  // fails) is dropped instead of crashing this process with an unhandled EPIPE 'error' event
+  if (process.connected) process.send(msg, () => {})
 }
 
 process.on('message', (m) => {
   if (job) return box.push(m)
   job = m
   const scenario = scenarios.load(job.scenario)
-  const system = systems.load(job.system)
+  const system = job.cfg && job.cfg.cluster ? systems.onCluster(systems.load(job.system), job.cfg.cluster) : systems.load(job.system)
   const log = (s) => process.stderr.write(`  [peer ${job.peerIndex} ${job.scenario}/${job.system}] ${s}\n`)
   const ctx = { ...job, system, send, next: (type, ms) => box.next(type, ms), log }
   Promise.resolve()

@@ -5,7 +5,7 @@
 //
 //   node bench/run.js                     full run (every scenario, ~8-12 minutes)
 //   node bench/run.js --quick             smoke test of everything in ~2-3 minutes (numbers not meaningful)
-//   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf memory)
+//   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf cluster memory)
 //   node bench/run.js --systems mlc,article
 //   node bench/run.js --repeats 9         repeats of every scenario (default: per scenario, see README)
 //   node bench/run.js --l1-ops 500000 --l2-keys 50000 --l2-warm 10000
@@ -17,8 +17,9 @@
 //   node bench/run.js --check             exit 1 when a target fails or a check finds a problem
 //
 // This process owns a private redis-server (127.0.0.1, a free port, no persistence) for the
-// whole run, and starts one worker process (bench/worker.js) per measured run. Progress goes
-// to stderr, the markdown report to stdout and to the --out file.
+// whole run, a private 3-primary Redis Cluster for the cluster scenario only, and starts one
+// worker process (bench/worker.js) per measured run. Progress goes to stderr, the markdown
+// report to stdout and to the --out file.
 
 const { fork } = require('node:child_process')
 const fs = require('node:fs')
@@ -28,6 +29,7 @@ const Redis = require('ioredis')
 const systemsRegistry = require('./systems/index.js')
 const scenariosRegistry = require('./scenarios/index.js')
 const { startRedis, redisServerVersion } = require('./lib/redis-server.js')
+const { startBenchCluster } = require('./lib/cluster.js')
 const { machineInfo } = require('./lib/machine.js')
 const { render, targetRows, fmtInt } = require('./lib/report.js')
 const plan = require('./plan.js')
@@ -77,8 +79,17 @@ const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean)
 
 /** @type {Awaited<ReturnType<typeof startRedis>> | undefined} */
 let redis
+/** The cluster of the scenario that runs on one (started for it, stopped after it). */
+let cluster
 /** @type {import('node:child_process').ChildProcess | undefined} */
 let currentChild
+
+/** Pids of the Redis servers of this run (CPU accounting: redis-server, and the cluster's nodes while it runs). */
+function serverPids() {
+  const pids = redis ? [redis.pid] : []
+  if (cluster) pids.push(...cluster.pids())
+  return pids.join(',')
+}
 
 /** SIGTERM (the worker then kills its peers and private redis-servers), SIGKILL 1.5 s later. */
 function killChild() {
@@ -102,6 +113,7 @@ function killChildNow() {
 process.on('exit', () => {
   killChildNow()
   if (redis) redis.killNow()
+  if (cluster) cluster.killNow()
 })
 
 let interrupted = false
@@ -114,7 +126,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     const done = () => process.exit(130)
     const t = setTimeout(done, 3000)
     t.unref()
-    ;(redis ? redis.stop() : Promise.resolve()).then(done, done)
+    Promise.all([redis && redis.stop(), cluster && cluster.stop()]).then(done, done)
   })
 }
 
@@ -130,7 +142,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 function runJob(job, timeoutMs, execArgv) {
   return new Promise((resolve) => {
     if (interrupted) return resolve({ ok: false, error: 'interrupted' })
-    const env = { ...process.env, BENCH_REDIS_PID: String(redis ? redis.pid : '') }
+    const env = { ...process.env, BENCH_REDIS_PID: serverPids() }
     const child = fork(WORKER, [], { execArgv, env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] })
     currentChild = child
     child.stdout.pipe(process.stderr, { end: false })
@@ -143,14 +155,15 @@ function runJob(job, timeoutMs, execArgv) {
     }, timeoutMs)
     // noise estimate: CPU the rest of the machine used during the job (not this process,
     // the worker or redis-server), from /proc/stat
-    const m0 = { machine: machineCpuMs(), redis: redisCpuMs(redis && redis.pid), self: process.cpuUsage(), t: Date.now() }
+    const pids = serverPids()
+    const m0 = { machine: machineCpuMs(), redis: redisCpuMs(pids), self: process.cpuUsage(), t: Date.now() }
     child.on('message', (m) => {
       reply = m
       const m1 = machineCpuMs()
       const wall = Date.now() - m0.t
       if (m0.machine && m1 && typeof m.jobCpuMs === 'number' && wall >= 100) {
         const self = process.cpuUsage(m0.self)
-        const ours = m.jobCpuMs + (redisCpuMs(redis && redis.pid) - m0.redis) + (self.user + self.system) / 1000
+        const ours = m.jobCpuMs + (redisCpuMs(pids) - m0.redis) + (self.user + self.system) / 1000
         m.otherLoadPct = Math.max(0, ((m1.busy - m0.machine.busy - ours) / wall) * 100)
         m.stealPct = ((m1.steal - m0.machine.steal) / wall) * 100
       }
@@ -180,6 +193,11 @@ async function flushRedis(url) {
   } finally {
     c.disconnect()
   }
+}
+
+/** Empties where the scenario's data lives: its cluster (every primary) or the redis-server. */
+function flushScenario(clustered) {
+  return clustered ? cluster.flushAll() : flushRedis(redis.url)
 }
 
 // ---- main ------------------------------------------------------------------------------------
@@ -234,9 +252,13 @@ async function main() {
     const cfg = scenario.config({ quick, args })
     const cases = scenario.cases(cfg)
     const repeats = repeatsOf(scenario, cfg)
-    const names = systemNames.filter((n) => systemsRegistry.appliesTo(n, scenario.id))
+    // a scenario on a Redis Cluster (`scenario.cluster`) takes the systems that can run on one
+    const clustered = !!scenario.cluster
+    const names = systemNames.filter((n) => systemsRegistry.appliesTo(n, scenario.id, clustered))
     const prefixOf = (name) => `bench-${scenario.id}-${name}`
     const res = { scenario, cfg, cases, repeats, systems: names, runs: {}, prepareProblems: [] }
+    res.leftOut = systemNames.filter((n) => !names.includes(n)).map((n) => ({ name: n, reason: systemsRegistry.leftOutReason(n, scenario.id, clustered) }))
+    if (clustered) res.clusterHow = names.map((n) => ({ name: n, how: systemsRegistry.load(n).cluster }))
     for (const c of cases) {
       res.runs[c.id] = {}
       for (const name of names) res.runs[c.id][name] = []
@@ -247,75 +269,99 @@ async function main() {
     res.note = Object.keys(systemCfg).length ? plan[scenario.id].note : undefined
     const ts = Date.now()
     log(`\n== ${scenario.title} (${scenario.id}): ${names.join(', ')}; ${repeats} repeat(s) ==`)
-
-    if (scenario.prepare) {
-      for (const name of names) {
-        const t = Date.now()
-        const r = await runJob({ kind: 'prepare', scenario: scenario.id, system: name, redisUrl: redis.url, prefix: prefixOf(name), cfg },
-          cfg.jobTimeoutMs, profileArgs(false))
-        if (!r.ok) {
-          failures++
-          res.prepareProblems.push(`${name}: prepare failed: ${r.error}`)
-          log(`[${scenario.id} prepare] ${name}: FAILED: ${r.error}`)
-        } else {
-          const problems = r.result.problems || []
-          for (const p of problems) res.prepareProblems.push(`${name}: ${p}`)
-          log(`[${scenario.id} prepare] ${name}: done in ${Date.now() - t} ms${problems.length ? ` PROBLEMS: ${problems.join('; ')}` : ''}`)
-        }
+    for (const x of res.leftOut) if (clustered) log(`[${scenario.id}] ${x.name}: left out: ${x.reason}`)
+    if (clustered && names.length && !interrupted) {
+      const tc = Date.now()
+      try {
+        cluster = await startBenchCluster(scenario.cluster)
+        log(`[${scenario.id}] cluster of ${cluster.nodes.length} primaries (${cluster.nodes.join(' ')}) up in ${Date.now() - tc} ms`)
+      } catch (e) {
+        failures++
+        res.prepareProblems.push(`the Redis Cluster did not start: ${e.message.split('\n')[0]}`)
+        log(`[${scenario.id}] the Redis Cluster did not start: ${e.message}`)
+        res.seconds = (Date.now() - ts) / 1000
+        results.push(res)
+        continue
       }
     }
-
-    for (let rep = 0; rep < repeats && !interrupted; rep++) {
-      for (const c of cases) {
-        const order = rep % 2 === 0 ? names : [...names].reverse()
-        for (const name of order) {
-          if (interrupted) break
-          if (cfg.flushBeforeRun) {
-            try {
-              await flushRedis(redis.url)
-            } catch (e) {
-              log(`warning: FLUSHALL before a ${scenario.id} run failed: ${e.message}`)
-            }
-          }
-          const job = { kind: 'run', scenario: scenario.id, system: name, redisUrl: redis.url, prefix: prefixOf(name), cfg: cfgFor(name), caseId: c.id, repeat: rep }
-          const execArgv = ['--expose-gc', ...profileArgs(args['cpu-prof'], `${scenario.id}-${c.id}-${name}-r${rep + 1}`)]
-          const r = await runJob(job, cfg.jobTimeoutMs, execArgv)
-          const tag = `[${scenario.id} ${rep + 1}/${repeats}] ${c.id.padEnd(5)} ${name.padEnd(13)}`
+    // the cluster's seed URLs go to every job (worker.js and peer.js wire the system to them)
+    const onCluster = (c) => (clustered ? { ...c, cluster: cluster.nodes } : c)
+    try {
+      if (scenario.prepare) {
+        for (const name of names) {
+          const t = Date.now()
+          const r = await runJob({ kind: 'prepare', scenario: scenario.id, system: name, redisUrl: redis.url, prefix: prefixOf(name), cfg: onCluster(cfg) },
+            cfg.jobTimeoutMs, profileArgs(false))
           if (!r.ok) {
             failures++
-            res.runs[c.id][name].push({ repeat: rep, error: r.error, problems: [] })
-            log(`${tag}: FAILED: ${r.error}`)
-            continue
-          }
-          const m = r.result
-          const run = {
-            repeat: rep,
-            ops: m.ops,
-            ms: m.ms,
-            opsPerSec: m.ops / (m.ms / 1000),
-            cpuUsPerOp: ((m.cpuUserMs + m.cpuSystemMs) * 1000) / m.ops,
-            mainUsPerOp: (m.mainThreadCpuMs * 1000) / m.ops,
-            redisUsPerOp: (m.redisCpuMs * 1000) / m.ops,
-            otherLoadPct: r.otherLoadPct,
-            stealPct: r.stealPct,
-            truncated: m.truncated,
-            problems: m.problems || [],
-            stats: m.stats,
-            metrics: m.metrics,
-          }
-          res.runs[c.id][name].push(run)
-          if (run.otherLoadPct > OTHER_LOAD_WARN_PCT) {
-            run.problems.push(`other processes used ${run.otherLoadPct.toFixed(0)}% of a core during this run's process (noise)`)
-          }
-          const warn = (run.truncated ? ' TRUNCATED' : '') + (run.problems.length ? ` PROBLEMS: ${run.problems.join('; ')}` : '')
-          const load = `other load ${Number.isFinite(run.otherLoadPct) ? run.otherLoadPct.toFixed(0) : '?'}%`
-          if (scenario.runSummary) {
-            log(`${tag}: ${scenario.runSummary(run)} (${load})${warn}`)
+            res.prepareProblems.push(`${name}: prepare failed: ${r.error}`)
+            log(`[${scenario.id} prepare] ${name}: FAILED: ${r.error}`)
           } else {
-            log(`${tag}: ${fmtInt(run.opsPerSec).padStart(11)} ops/s  (${fmtInt(run.ops)} ops in ${run.ms.toFixed(0)} ms; CPU µs/op: ` +
-              `${run.cpuUsPerOp.toFixed(2)} process, ${run.redisUsPerOp.toFixed(2)} redis; ${load})${warn}`)
+            const problems = r.result.problems || []
+            for (const p of problems) res.prepareProblems.push(`${name}: ${p}`)
+            log(`[${scenario.id} prepare] ${name}: done in ${Date.now() - t} ms${problems.length ? ` PROBLEMS: ${problems.join('; ')}` : ''}`)
           }
         }
+      }
+
+      for (let rep = 0; rep < repeats && !interrupted; rep++) {
+        for (const c of cases) {
+          const order = rep % 2 === 0 ? names : [...names].reverse()
+          for (const name of order) {
+            if (interrupted) break
+            if (cfg.flushBeforeRun) {
+              try {
+                await flushScenario(clustered)
+              } catch (e) {
+                log(`warning: FLUSHALL before a ${scenario.id} run failed: ${e.message}`)
+              }
+            }
+            const job = { kind: 'run', scenario: scenario.id, system: name, redisUrl: redis.url, prefix: prefixOf(name), cfg: onCluster(cfgFor(name)), caseId: c.id, repeat: rep }
+            const execArgv = ['--expose-gc', ...profileArgs(args['cpu-prof'], `${scenario.id}-${c.id}-${name}-r${rep + 1}`)]
+            const r = await runJob(job, cfg.jobTimeoutMs, execArgv)
+            const tag = `[${scenario.id} ${rep + 1}/${repeats}] ${c.id.padEnd(5)} ${name.padEnd(13)}`
+            if (!r.ok) {
+              failures++
+              res.runs[c.id][name].push({ repeat: rep, error: r.error, problems: [] })
+              log(`${tag}: FAILED: ${r.error}`)
+              continue
+            }
+            const m = r.result
+            const run = {
+              repeat: rep,
+              ops: m.ops,
+              ms: m.ms,
+              opsPerSec: m.ops / (m.ms / 1000),
+              cpuUsPerOp: ((m.cpuUserMs + m.cpuSystemMs) * 1000) / m.ops,
+              mainUsPerOp: (m.mainThreadCpuMs * 1000) / m.ops,
+              redisUsPerOp: (m.redisCpuMs * 1000) / m.ops,
+              otherLoadPct: r.otherLoadPct,
+              stealPct: r.stealPct,
+              truncated: m.truncated,
+              problems: m.problems || [],
+              stats: m.stats,
+              metrics: m.metrics,
+            }
+            res.runs[c.id][name].push(run)
+            if (run.otherLoadPct > OTHER_LOAD_WARN_PCT) {
+              run.problems.push(`other processes used ${run.otherLoadPct.toFixed(0)}% of a core during this run's process (noise)`)
+            }
+            const warn = (run.truncated ? ' TRUNCATED' : '') + (run.problems.length ? ` PROBLEMS: ${run.problems.join('; ')}` : '')
+            const load = `other load ${Number.isFinite(run.otherLoadPct) ? run.otherLoadPct.toFixed(0) : '?'}%`
+            if (scenario.runSummary) {
+              log(`${tag}: ${scenario.runSummary(run)} (${load})${warn}`)
+            } else {
+              log(`${tag}: ${fmtInt(run.opsPerSec).padStart(11)} ops/s  (${fmtInt(run.ops)} ops in ${run.ms.toFixed(0)} ms; CPU µs/op: ` +
+                `${run.cpuUsPerOp.toFixed(2)} process, ${run.redisUsPerOp.toFixed(2)} redis; ${load})${warn}`)
+            }
+          }
+        }
+      }
+    } finally {
+      if (clustered && cluster) {
+        const c = cluster
+        await c.stop().catch((e) => log(`warning: stopping the Redis Cluster failed: ${e.message}`))
+        cluster = undefined
       }
     }
     res.seconds = (Date.now() - ts) / 1000
@@ -358,6 +404,7 @@ main().then(
   async (err) => {
     log(`bench failed: ${(err && err.stack) || err}`)
     killChild()
+    if (cluster) await cluster.stop().catch(() => cluster.killNow())
     if (redis) await redis.stop().catch(() => redis.killNow())
     process.exitCode = 1
   },

@@ -36,7 +36,8 @@ function reply(msg, code) {
 
 async function handle(job) {
   const scenario = scenarios.load(job.scenario)
-  const system = systems.load(job.system)
+  // a cluster scenario's job: every instance of the system goes to the cluster (cfg.cluster: seed URLs)
+  const system = job.cfg && job.cfg.cluster ? systems.onCluster(systems.load(job.system), job.cfg.cluster) : systems.load(job.system)
   const log = (s) => process.stderr.write(`  [worker ${job.scenario}/${job.system}] ${s}\n`)
   const args = { system, redisUrl: job.redisUrl, prefix: job.prefix, cfg: job.cfg, caseId: job.caseId, log }
   if (job.kind === 'prepare') return scenario.prepare ? scenario.prepare(args) : { problems: [] }

@@ -39,16 +39,21 @@ function machineCpuMs() {
   }
 }
 
-/** CPU time of process `pid` (default: the benchmark's redis-server, BENCH_REDIS_PID) in ms, or 0. */
+/**
+ * CPU time of process `pid` (default: the benchmark's redis-server, BENCH_REDIS_PID) in ms, or
+ * 0; a comma-separated list of pids (the nodes of a cluster) gives the sum.
+ */
 function redisCpuMs(pid = process.env.BENCH_REDIS_PID) {
   if (!pid) return 0
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK
-  } catch {
-    return 0
+  let sum = 0
+  for (const p of String(pid).split(',')) {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      sum += ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK
+    } catch {}
   }
+  return sum
 }
 
 function start() {

@@ -119,4 +119,4 @@ async function startRedis({ startTimeoutMs = 5000, port: fixedPort } = {}) {
   throw lastErr
 }
 
-module.exports = { startRedis, redisServerVersion, HOST }
+module.exports = { startRedis, redisServerVersion, watchdog, HOST }

@@ -10,6 +10,8 @@
 // add `report(res, ctx) -> markdown lines`, `targets(res, ctx) -> rows`, `runSummary(run)`, and
 // put what they measured in `run()`'s `metrics`. `cfg.repeats` and `cfg.flushBeforeRun` are
 // honoured by run.js; multi-process scenarios fork peers (lib/peers.js) that run `peer(ctx)`.
+// A scenario with `cluster: { primaries }` runs on a private Redis Cluster that run.js starts
+// for it (its seed URLs reach the jobs as `cfg.cluster`) and takes only the systems that can.
 
 const SCENARIOS = {
   l1: './l1-hit.js',
@@ -19,6 +21,7 @@ const SCENARIOS = {
   propagation: './propagation.js',
   outage: './redis-outage.js',
   zipf: './zipf-mix.js',
+  cluster: './cluster.js',
   memory: './memory.js',
 }
 

@@ -55,9 +55,11 @@ module.exports = {
   },
 
   /**
-   * @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string }} job
+   * @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string, probe?: { start(): Promise<void>, stop(): Promise<void> } }} job
+   *   `probe`: started right before the timed part and stopped right after it (the cluster
+   *   scenario counts each primary's commands with it)
    */
-  async run({ system, redisUrl, prefix, cfg, caseId }) {
+  async run({ system, redisUrl, prefix, cfg, caseId, probe }) {
     const c = this.cases().find((x) => x.id === caseId)
     if (!c) throw new Error(`l2: unknown case ${caseId}`)
     const keys = keyList(SPACE, cfg.keys)
@@ -73,9 +75,11 @@ module.exports = {
     const sys = system.create(redisUrl, prefix)
     try {
       await sys.get(ABSENT_KEY)
+      if (probe) await probe.start()
       settle()
       const s0 = sys.stats ? sys.stats() : undefined
       const m = await concurrent(sys.get, keys, keys.length, c.inflight, cfg.maxMs)
+      if (probe) await probe.stop()
       const delta = statsDelta(s0, sys.stats ? sys.stats() : undefined)
       const problems = []
       if (m.misses > 0) problems.push(`${m.misses} reads returned nothing`)

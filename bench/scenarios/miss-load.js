@@ -42,9 +42,11 @@ module.exports = {
   },
 
   /**
-   * @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string }} job
+   * @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string, probe?: { start(): Promise<void>, stop(): Promise<void> } }} job
+   *   `probe`: started right before the timed part and stopped right after it (the cluster
+   *   scenario counts each primary's commands with it)
    */
-  async run({ system, redisUrl, prefix, cfg, caseId }) {
+  async run({ system, redisUrl, prefix, cfg, caseId, probe }) {
     const c = this.cases().find((x) => x.id === caseId)
     if (!c) throw new Error(`miss: unknown case ${caseId}`)
     const nonce = `${process.pid}-${Date.now()}`
@@ -73,13 +75,15 @@ module.exports = {
       await sys.get('bench:absent')
       await concurrent((k) => sys.getOrSet(k, loader), warmKeys, warmKeys.length, c.inflight, cfg.maxMs)
       loads = 0
-      settle()
       let wrong = 0
       const getOrSet = (k) => sys.getOrSet(k, loader).then((v) => {
         if (!v || v.id !== index.get(k)) wrong++
         return v
       })
+      if (probe) await probe.start()
+      settle()
       const m = await concurrent(getOrSet, keys, keys.length, c.inflight, cfg.maxMs)
+      if (probe) await probe.stop()
       const problems = []
       if (loads !== keys.length) problems.push(`${loads} loader calls for ${keys.length} cold keys (expected exactly one per key)`)
       if (m.misses) problems.push(`${m.misses} calls returned nothing`)

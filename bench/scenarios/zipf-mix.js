@@ -110,8 +110,12 @@ module.exports = {
     ].join(' ')
   },
 
-  /** @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string, log: (s: string) => void }} job */
-  async run({ system, redisUrl, prefix, cfg, caseId, log }) {
+  /**
+   * @param {{ system: any, redisUrl: string, prefix: string, cfg: any, caseId: string, log: (s: string) => void, probe?: { start(): Promise<void>, stop(): Promise<void> } }} job
+   *   `probe`: started when the measured part begins and stopped when it ends (the cluster
+   *   scenario counts each primary's commands with it)
+   */
+  async run({ system, redisUrl, prefix, cfg, caseId, log, probe }) {
     const file = path.join(dbDir(), `mlc-bench-zipf-${process.pid}-${Date.now()}.db`)
     fs.writeFileSync(file, Buffer.alloc(cfg.keys * 4))
     const peers = forkPeers(cfg.procs, { scenario: this.id, role: 'mixer', system: system.name, redisUrl, prefix, cfg, caseId, file })
@@ -124,7 +128,14 @@ module.exports = {
       const redis0 = redisCpuMs()
       startAt = nowMs() + 200
       broadcast(peers, { type: 'go', startAt })
+      let probed
+      if (probe) {
+        const from = startAt + cfg.warmMs
+        probed = sleepUntil(from).then(() => probe.start()).then(() => sleepUntil(from + cfg.durationMs)).then(() => probe.stop())
+        probed.catch(() => {}) // awaited below; a failure of the peers comes first
+      }
       const msgs = await gather(peers, 'result', cfg.warmMs + cfg.durationMs + 30000)
+      if (probed) await probed
       redisCpu = redisCpuMs() - redis0
       results = msgs.map((m) => m.result)
       clientCpuMs = msgs.reduce((a, m) => a + m.cpuMs, 0)

@@ -1,7 +1,9 @@
 'use strict'
 // The article's implementation (bench/article.js): node-cache in front of ioredis.
 
+const Redis = require('ioredis')
 const { ArticleCache } = require('../article.js')
+const { hostPort } = require('./util.js')
 
 module.exports = {
   name: 'article',
@@ -12,12 +14,17 @@ module.exports = {
     stampede: 'only in `getWithLock`: `SET lock:<key> 1 NX EX 2`, losers sleep 50 ms and retry',
     getOrSet: 'cache-aside `get` -> loader -> `set` (the article\'s plain read path); the stampede scenario uses `getWithLock`',
   },
+  /** How it runs on a Redis Cluster (the cluster scenario). */
+  cluster: 'the class given an ioredis `new Redis.Cluster(seeds, { keyPrefix })` instead of its `new Redis(url)` (its `invalidateTag` would fail there with CROSSSLOT: one DEL of many keys; not used by the cluster scenario)',
   /**
    * @param {string} redisUrl
    * @param {string} prefix
+   * @param {{ cluster?: string[] }} [opts] `cluster`: seed URLs of a Redis Cluster (then `redisUrl` is unused)
    */
-  create(redisUrl, prefix) {
-    const cache = new ArticleCache({ redisUrl, keyPrefix: `${prefix}:` })
+  create(redisUrl, prefix, opts = {}) {
+    const keyPrefix = `${prefix}:`
+    const redis = opts.cluster ? new Redis.Cluster(opts.cluster.map(hostPort), { keyPrefix }) : undefined
+    const cache = new ArticleCache({ redisUrl, keyPrefix, redis })
     // ioredis logs "Unhandled error event" for every failed reconnect without a listener
     let errors = 0
     cache.redis.on('error', () => { errors++ })

@@ -2,6 +2,7 @@
 // bentocache 1.x: memory driver (L1) + redis driver (L2) + redis bus (cross-process L1
 // invalidation), as its documentation sets up a multi-tier store.
 
+const Redis = require('ioredis')
 const { BentoCache, bentostore } = require('bentocache')
 const { memoryDriver } = require('bentocache/drivers/memory')
 const { redisDriver, redisBusDriver } = require('bentocache/drivers/redis')
@@ -16,13 +17,22 @@ module.exports = {
     stampede: 'in-process lock per key (async-mutex); none across processes',
     getOrSet: 'native `getOrSet({ key, factory })`',
   },
+  /** How it runs on a Redis Cluster (the cluster scenario). */
+  cluster: 'one ioredis `new Redis.Cluster(seeds)` as the `connection` of both `redisDriver` and `redisBusDriver` (its documented option: the bus duplicates it for publish and subscribe)',
   /**
    * @param {string} redisUrl
    * @param {string} prefix
-   * @param {{ l1MaxEntries?: number }} [opts]
+   * @param {{ l1MaxEntries?: number, cluster?: string[] }} [opts] `cluster`: seed URLs of a
+   *   Redis Cluster (then `redisUrl` is unused)
    */
   create(redisUrl, prefix, opts = {}) {
-    const connection = { ...hostPort(redisUrl) }
+    let connection
+    if (opts.cluster) {
+      connection = new Redis.Cluster(opts.cluster.map(hostPort))
+      connection.on('error', () => {}) // no "Unhandled error event" logs; bentocache reports its own failures
+    } else {
+      connection = { ...hostPort(redisUrl) }
+    }
     const bento = new BentoCache({
       default: 'cache',
       prefix,

@@ -17,6 +17,8 @@ module.exports = {
     stampede: 'in-process (`wrap` coalesces concurrent calls); none across processes',
     getOrSet: 'native `wrap(key, fn, ttl)`',
   },
+  /** Why it is not in the cluster scenario. */
+  noCluster: 'not one of the issue\'s Cluster peers (its @keyv/redis store could take `createCluster` like cacheable\'s; left out to keep the cluster scenario within its time budget)',
   /**
    * @param {string} redisUrl
    * @param {string} prefix

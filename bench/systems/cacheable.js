@@ -3,8 +3,9 @@
 
 const { Cacheable, createKeyv } = require('cacheable')
 const KeyvRedis = require('@keyv/redis').default
+const { createCluster } = require('@keyv/redis')
 const { Keyv } = require('keyv')
-const { pkgVersion } = require('./util.js')
+const { afterReady, pkgVersion } = require('./util.js')
 
 module.exports = {
   name: 'cacheable',
@@ -15,13 +16,16 @@ module.exports = {
     stampede: 'in-process (getOrSet coalesces concurrent calls); none across processes',
     getOrSet: 'native `getOrSet(key, fn, { ttl })`',
   },
+  /** How it runs on a Redis Cluster (the cluster scenario). */
+  cluster: 'the secondary store `new KeyvRedis(createCluster({ rootNodes: [{ url }, ...] }))` (@keyv/redis\'s documented way: a node-redis cluster client), connected (`store.getClient()`) before the first call: calls made while it is still connecting fail inside @keyv/redis (TypeError "reading \'master\'"), which Keyv only reports as an `error` event, so those writes are lost',
   /**
    * @param {string} redisUrl
    * @param {string} prefix
-   * @param {{ l1MaxEntries?: number, tags?: boolean }} [opts]
+   * @param {{ l1MaxEntries?: number, tags?: boolean, cluster?: string[] }} [opts] `cluster`:
+   *   seed URLs of a Redis Cluster (then `redisUrl` is unused)
    */
   create(redisUrl, prefix, opts = {}) {
-    const store = new KeyvRedis(redisUrl)
+    const store = opts.cluster ? new KeyvRedis(createCluster({ rootNodes: opts.cluster.map((url) => ({ url })) })) : new KeyvRedis(redisUrl)
     const secondary = new Keyv({ store })
     const cache = new Cacheable({
       primary: createKeyv({ lruSize: opts.l1MaxEntries || 10000 }),
@@ -36,7 +40,7 @@ module.exports = {
     secondary.on('error', () => { errors.count++ })
     store.on('error', () => { errors.count++ })
     const ttlOf = (o) => ({ primary: Math.min(60, (o && o.ttl) || 3600) * 1000, secondary: ((o && o.ttl) || 3600) * 1000 })
-    return {
+    const api = {
       get: async (key) => {
         const v = await cache.get(key)
         return v === undefined ? null : v
@@ -49,5 +53,11 @@ module.exports = {
       close: () => cache.disconnect(),
       raw: cache,
     }
+    if (opts.cluster) {
+      // the cluster client must have its slot map before the first command (see `cluster`)
+      const ready = store.getClient().then(() => {}, () => {})
+      for (const name of ['get', 'set', 'getOrSet', 'del', 'invalidateTag']) api[name] = afterReady(ready, api, name, api[name])
+    }
+    return api
   },
 }

@@ -9,6 +9,8 @@ module.exports = {
   name: 'lru-cache',
   description: `lru-cache ${pkgVersion('lru-cache')} \`new LRUCache({ max })\` holding the value objects (no Redis): the memory reference`,
   scenarios: ['memory'],
+  /** Why it is not in the cluster scenario. */
+  noCluster: 'no Redis (the memory scenario\'s reference)',
   capabilities: {
     crossProcessL1Invalidation: 'n/a (no L2)',
     tags: 'n/a',

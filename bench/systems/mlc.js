@@ -14,14 +14,17 @@ module.exports = {
     stampede: 'in-process single flight + Redis lock across processes',
     getOrSet: 'native `getOrSet(key, loader, options)`',
   },
+  /** How it runs on a Redis Cluster (the cluster scenario). */
+  cluster: '`new MultiLevelCache({ cluster: { nodes }, prefix })` (seed URLs; defaults otherwise)',
   /**
    * @param {string} redisUrl
    * @param {string} prefix
-   * @param {{ l1MaxEntries?: number }} [opts] `l1MaxEntries` only where a scenario needs more
-   *   than the default (the memory scenario)
+   * @param {{ l1MaxEntries?: number, cluster?: string[] }} [opts] `l1MaxEntries` only where a
+   *   scenario needs more than the default (the memory scenario); `cluster`: seed URLs of a
+   *   Redis Cluster (then `redisUrl` is unused)
    */
   create(redisUrl, prefix, opts = {}) {
-    const options = { redisUrl, prefix }
+    const options = opts.cluster ? { cluster: { nodes: opts.cluster }, prefix } : { redisUrl, prefix }
     if (opts.l1MaxEntries) options.l1 = { maxEntries: opts.l1MaxEntries }
     const cache = new MultiLevelCache(options)
     return {

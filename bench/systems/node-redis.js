@@ -10,6 +10,8 @@ module.exports = {
   description: `bare node-redis ${pkgVersion('redis')} \`JSON.parse(await client.get(key))\` (no cache: the client-side limit of a Redis read)`,
   /** Scenarios this system takes part in (it has no L1, no loader, no invalidation). */
   scenarios: ['l2'],
+  /** Why it is not in the cluster scenario. */
+  noCluster: 'the single-server L2 scenario\'s client-side limit only',
   capabilities: {
     crossProcessL1Invalidation: 'n/a (no L1)',
     tags: 'n/a',
