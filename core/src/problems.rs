@@ -168,7 +168,13 @@ impl Problems {
         if e.is_timeout() {
             return self.report_timeout(&e.to_string(), context);
         }
-        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+            || matches!(e.code(), Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN"))
+        {
+            // (on a cluster: a slot whose owner is gone or changing)
             return self.report_unreachable(&e.to_string(), context);
         }
         let text = e.to_string();

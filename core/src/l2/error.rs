@@ -29,8 +29,6 @@ const TRANSIENT_REFUSALS: &[&str] = &[
     "LOADING",
     "READONLY",
     "MASTERDOWN",
-    "TRYAGAIN",
-    "CLUSTERDOWN",
     "NOREPLICAS",
 ];
 
@@ -73,6 +71,14 @@ impl L2Error {
             return L2Error::Unavailable(e.to_string());
         }
         let message = e.to_string();
+        // a cluster whose slot is changing hands (a failover, a migration the client could not
+        // follow within its retries) or that lost a slot's owner: the slot's data cannot be
+        // reached for now, like a server down (the write is replayed once it answers again)
+        if matches!(e.code(), Some("MOVED" | "ASK" | "CLUSTERDOWN" | "TRYAGAIN"))
+            || e.kind() == redis::ErrorKind::ClusterConnectionNotFound
+        {
+            return L2Error::Unavailable(message);
+        }
         // this client cannot use Redis at all (not authenticated, no such db): like no
         // connection, for every command (an operator problem, reported by crate::problems)
         if matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
