@@ -28,13 +28,16 @@
 //! copy from its L1.
 //!
 //! ## On a cluster
-//! The bus is a shard channel (`SSUBSCRIBE`/`SPUBLISH`, Redis >= 7): the channel and every
-//! acknowledgement channel share the hash tag `{<prefix>}`, so they live on one primary, every
-//! process subscribes there, and `SPUBLISH`'s reply counts every subscriber (a classic
-//! `PUBLISH` on a cluster counts only the subscribers of the node it ran on). When that
-//! primary fails over, or the slot migrates (Redis then ends the subscription with
-//! `sunsubscribe`), or any node connection of the subscriber drops, the subscriber builds a new
-//! connection, subscribes again and reports it as a resubscription (L1 is cleared).
+//! The bus is [`crate::keys::CLUSTER_BUS_CHANNELS`] shard channels (`SSUBSCRIBE`/`SPUBLISH`,
+//! Redis >= 7) with distinct hash tags, so they spread over the primaries. Every process
+//! subscribes to all of them (and to its acknowledgement channel of each, in the same slot); a
+//! message goes on the channel of its key or tag, so one key's messages stay in order, and
+//! `SPUBLISH`'s reply counts every subscriber (a classic `PUBLISH` on a cluster counts only the
+//! subscribers of the node it ran on). An acknowledgement goes back on the channel the message
+//! came on. When a primary fails over, a slot migrates (Redis then ends the subscription with
+//! `sunsubscribe`), any node connection of the subscriber drops, or a primary does not answer
+//! the heartbeat, the subscriber builds a new connection, subscribes again and reports it as a
+//! resubscription (L1 is cleared).
 //!
 //! ## Behavior on connection loss
 //! The subscriber runs on its own connection and pings Redis every second. When that connection
@@ -148,8 +151,9 @@ pub fn with_clock(notice: &str, clock: u64) -> String {
 pub trait BusHandler: Send + Sync + 'static {
     /// A message from another process.
     fn on_event(&self, event: BusEvent);
-    /// Another process asks for an acknowledgement of the message just given to `on_event`.
-    fn on_ack_request(&self, from: &str, seq: u64);
+    /// Another process asks for an acknowledgement of the message just given to `on_event`,
+    /// which arrived on bus channel `channel`.
+    fn on_ack_request(&self, channel: &str, from: &str, seq: u64);
     /// An acknowledgement of this process's message `seq` (from another process, or from this
     /// process's own subscriber).
     fn on_ack(&self, seq: u64);
@@ -168,8 +172,8 @@ pub trait BusHandler: Send + Sync + 'static {
 pub struct BusConfig {
     /// Where to connect (one server, or the master Sentinel names).
     pub connector: crate::connection::Connector,
-    /// The channel.
-    pub channel: String,
+    /// The bus channels (one; several shard channels on a cluster).
+    pub channels: Vec<String>,
     /// This process's instance id (messages carrying it are ignored).
     pub instance: String,
     /// Bound on connecting.
@@ -283,15 +287,19 @@ enum Subscription {
 }
 
 async fn subscribe(config: &BusConfig) -> redis::RedisResult<Subscription> {
-    let channels = [
-        config.channel.clone(),
-        ack_channel(&config.channel, &config.instance),
-    ];
+    let channels: Vec<String> = config
+        .channels
+        .iter()
+        .flat_map(|c| [c.clone(), ack_channel(c, &config.instance)])
+        .collect();
     if config.connector.is_cluster() {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let client = config.connector.cluster_client(Some(tx))?;
         let mut conn = client.get_async_connection().await?;
-        conn.ssubscribe(&channels).await?;
+        // one SSUBSCRIBE per slot: a bus channel and its acknowledgement channel
+        for pair in channels.chunks(2) {
+            conn.ssubscribe(pair).await?;
+        }
         return Ok(Subscription::Cluster(conn, rx));
     }
     config.connector.resolve().await;
@@ -316,7 +324,8 @@ async fn listen(
     }
 }
 
-/// Hands one message to the handler: an acknowledgement on our own channel, or an event.
+/// Hands one message to the handler: an acknowledgement on one of our own channels (their
+/// names end with `acks`, `:ack:<instance id>`), or an event.
 fn deliver(
     channel: &[u8],
     payload: &[u8],
@@ -324,7 +333,7 @@ fn deliver(
     config: &BusConfig,
     handler: &dyn BusHandler,
 ) {
-    if channel == acks.as_bytes() {
+    if channel.ends_with(acks.as_bytes()) {
         match std::str::from_utf8(payload)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -347,7 +356,7 @@ fn deliver(
             }
             handler.on_event(m.event);
             if let Some(seq) = m.ack {
-                handler.on_ack_request(m.from, seq);
+                handler.on_ack_request(&String::from_utf8_lossy(channel), m.from, seq);
             }
         }
         None => handler.on_malformed(),
@@ -373,7 +382,7 @@ async fn listen_single(
     tokio::pin!(master_moved);
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
-    let acks = ack_channel(&config.channel, &config.instance);
+    let acks = ack_channel("", &config.instance);
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -396,8 +405,8 @@ async fn listen_single(
 /// The cluster's subscriber: shard-channel messages come as pushes. The subscription counts
 /// as lost (the caller subscribes anew on a new connection, and L1 is cleared) when Redis
 /// ends it (`sunsubscribe`: the slot moved), when any node connection drops (the client may
-/// have resubscribed on its own, after messages were missed), or when the channel's primary
-/// does not answer a heartbeat.
+/// have resubscribed on its own, after messages were missed), or when a primary does not
+/// answer a heartbeat.
 async fn listen_cluster(
     mut conn: redis::cluster_async::ClusterConnection,
     mut pushes: tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
@@ -405,11 +414,10 @@ async fn listen_cluster(
     handler: &dyn BusHandler,
     stop: &mut watch::Receiver<bool>,
 ) -> bool {
-    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.tick().await;
-    let acks = ack_channel(&config.channel, &config.instance);
-    let slot = crate::keys::cluster_slot(&config.channel);
+    let acks = ack_channel("", &config.instance);
     loop {
         tokio::select! {
             push = pushes.recv() => {
@@ -425,8 +433,12 @@ async fn listen_cluster(
                 }
             }
             _ = heartbeat.tick() => {
-                let route = SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master));
-                let ping = conn.route_command(redis::cmd("PING"), RoutingInfo::SingleNode(route));
+                // every primary holds some of the channels
+                let route = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::AllSucceeded),
+                ));
+                let ping = conn.route_command(redis::cmd("PING"), route);
                 if !matches!(tokio::time::timeout(config.command_timeout, ping).await, Ok(Ok(_))) {
                     return false;
                 }

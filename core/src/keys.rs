@@ -13,7 +13,8 @@
 //! | stampede lock | `<prefix>:v3:{<key>}:l` | string: the owner's token, `PX` = lock TTL; `!<token>` once a write or delete of the key made the load in progress stale |
 //! | tag marker | `<prefix>:v3:{<tag>}:m` | string: the invalidation clock at the tag's last invalidation (or at its first use); `PX` >= the longest TTL of an entry carrying it |
 //! | invalidation clock | `<prefix>:v3:clock` | counter, advanced by every `invalidateTag` to one more and at least the wall clock in µs (so it outlives a Redis restart that lost it) |
-//! | bus channel | `{<prefix>}:bus:v<N>` | (sharded) pub/sub channel; `N` is the wire-format version; the acknowledgement channels share its hash tag, so on a cluster the whole bus is one shard channel slot |
+//! | bus channel | `{<prefix>}:bus:v<N>` | pub/sub channel; `N` is the wire-format version; acknowledgements to a process on `<channel>:ack:<instance id>` |
+//! | bus channels (cluster) | `{<prefix>#<i>}:bus:v<N>`, `i` < [`CLUSTER_BUS_CHANNELS`] | shard channels spread over the slots (so over the primaries); a key's or tag's messages always on the same one ([`channel_for`]); acknowledgements on `<channel>:ack:<instance id>`, the slot of the message they acknowledge |
 //!
 //! A key or tag that begins with `}` would make an empty hash tag (Redis then hashes the whole
 //! name, and the entry and its lock could land in different slots): its names use the hash tag
@@ -27,6 +28,21 @@
 //! starts with `<prefix>:v3:` followed by `{`, `~{` or `clock`, and prefixes hold no braces.
 //! The layout version is part of every name, so processes of an earlier layout (0.1, 0.2:
 //! every name under `{<prefix>}:`) and of this one never read or overwrite each other's keys.
+
+/// Shard channels of the bus on a cluster: every process subscribes to all of them, a message
+/// goes on the one of its key or tag, so the publishing load spreads over the primaries.
+pub const CLUSTER_BUS_CHANNELS: usize = 16;
+
+/// The channel (of `channels`) that carries the messages about `name` (a key or tag): always
+/// the same one, so the messages of one key stay in order.
+pub fn channel_for<'a>(channels: &'a [String], name: &str) -> &'a str {
+    let i = if channels.len() > 1 {
+        cluster_slot(name) as usize % channels.len()
+    } else {
+        0
+    };
+    &channels[i]
+}
 
 /// Version of the key layout, part of every key name.
 pub const LAYOUT_VERSION: u32 = 3;
@@ -116,6 +132,18 @@ impl Keyspace {
     pub fn bus_channel(&self) -> String {
         format!("{}bus:v{WIRE_VERSION}", self.bus_base)
     }
+
+    /// The bus channels: the one channel on a single server, [`CLUSTER_BUS_CHANNELS`] shard
+    /// channels with distinct hash tags on a cluster.
+    pub fn bus_channels(&self, cluster: bool) -> Vec<String> {
+        if !cluster {
+            return vec![self.bus_channel()];
+        }
+        let prefix = &self.bus_base[1..self.bus_base.len() - 2];
+        (0..CLUSTER_BUS_CHANNELS)
+            .map(|i| format!("{{{prefix}#{i}}}:bus:v{WIRE_VERSION}"))
+            .collect()
+    }
 }
 
 /// Redis Cluster's slot of a key: CRC16 of its hash tag (or of all of it).
@@ -154,6 +182,13 @@ mod tests {
         assert_eq!(a.tag_marker("user:42"), "shop:v3:{user:42}:m");
         assert_eq!(a.clock(), "shop:v3:clock");
         assert_eq!(a.bus_channel(), "{shop}:bus:v2");
+        assert_eq!(a.bus_channels(false), vec!["{shop}:bus:v2".to_string()]);
+        let sharded = a.bus_channels(true);
+        assert_eq!(sharded[3], "{shop#3}:bus:v2");
+        let slots: std::collections::HashSet<u16> =
+            sharded.iter().map(|c| cluster_slot(c)).collect();
+        assert_eq!(slots.len(), CLUSTER_BUS_CHANNELS);
+        assert_eq!(channel_for(&sharded, "k"), channel_for(&sharded, "k"));
         assert_eq!(Keyspace::new("a*b").entries_pattern(), "a\\*b:v3:[{~]*:k");
         // an empty hash tag would split an entry from its lock
         assert_eq!(a.entry("}x"), "shop:v3:~{~}}x:k");

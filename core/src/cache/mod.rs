@@ -143,7 +143,7 @@ impl Cache {
                 connector.start();
                 let bus_config = BusConfig {
                     connector: connector.clone(),
-                    channel: keys.bus_channel(),
+                    channels: keys.bus_channels(connector.is_cluster()),
                     instance: instance.clone(),
                     connect_timeout: c.connect_timeout,
                     command_timeout: c.command_timeout,

@@ -94,16 +94,17 @@ impl BusHandler for Shared {
         Metrics::inc(&self.metrics.bus_malformed);
     }
 
-    fn on_ack_request(&self, from: &str, seq: u64) {
+    fn on_ack_request(&self, channel: &str, from: &str, seq: u64) {
         // on_event has applied the message to L1: confirm it (without holding up the bus)
         let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) else {
             return;
         };
         Metrics::inc(&self.metrics.bus_acks_sent);
         let from = from.to_string();
+        let channel = channel.to_string();
         // a lost acknowledgement costs the sender its bound (bus.ackTimeout), nothing more
         tokio::spawn(async move {
-            let _ = l2.ack(&from, seq).await;
+            let _ = l2.ack(&channel, &from, seq).await;
         });
     }
 

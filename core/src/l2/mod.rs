@@ -157,7 +157,8 @@ pub struct L2 {
     connector: Connector,
     keys: Keyspace,
     bound: Duration,
-    channel: String,
+    /// the bus channels (one; on a cluster, shard channels: see [`crate::keys::channel_for`])
+    channels: Vec<String>,
     breaker: Breaker,
     replays: Mutex<ReplayQueue>,
     /// the announcement of [`Replay::All`], what the queue becomes when it overflows
@@ -278,7 +279,7 @@ impl L2 {
             replica_wait_timeouts: AtomicU64::new(0),
             connector,
             bound: config.connect_timeout + config.command_timeout,
-            channel: keys.bus_channel(),
+            channels: keys.bus_channels(cluster),
             keys,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
             replays: Mutex::new(ReplayQueue::new(MAX_REPLAYS)),
@@ -389,6 +390,11 @@ impl L2 {
         }
         self.connect_now().await?;
         self.conn.read().clone().ok_or_else(not_named)
+    }
+
+    /// The bus channel of the messages about `name` (a key or a tag).
+    fn channel_of(&self, name: &str) -> &str {
+        crate::keys::channel_for(&self.channels, name)
     }
 
     /// The bound of one command's answer (`redis.commandTimeout`).
@@ -673,7 +679,7 @@ impl L2 {
         inv.arg(envelope.head())
             .arg(envelope.tail())
             .arg(ttl.as_millis() as u64);
-        inv.arg(&self.channel).arg(notice);
+        inv.arg(self.channel_of(key)).arg(notice);
         match load {
             Some(l) => inv.arg(l.born).arg(l.lock_token),
             None => inv.arg("").arg(""),
@@ -698,7 +704,7 @@ impl L2 {
         let mut c = self.inval_conn().await?;
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
-        inv.arg(&self.channel).arg(notice);
+        inv.arg(self.channel_of(key)).arg(notice);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, key).await;
         Ok(receivers)
@@ -771,13 +777,13 @@ impl L2 {
         let mut inv = self.release_lock.key(self.keys.lock(key));
         // on a cluster the announcement goes to the bus's shard after the script
         let in_script = if self.cluster { "" } else { notice };
-        inv.arg(token).arg(&self.channel).arg(in_script);
+        inv.arg(token).arg(self.channel_of(key)).arg(in_script);
         let released = self
             .bounded(inv.invoke_async::<u64>(&mut c))
             .await
             .map(|n| n == 1)?;
         if released && self.cluster && !notice.is_empty() {
-            self.publish(&mut c, &self.channel, notice).await?;
+            self.publish(&mut c, self.channel_of(key), notice).await?;
         }
         Ok(released)
     }
@@ -803,7 +809,7 @@ impl L2 {
         let mut c = self.inval_conn().await?;
         let mut inv = self.invalidate_tag.key(self.keys.clock());
         inv.key(self.keys.tag_marker(tag));
-        inv.arg(now_us()).arg(&self.channel).arg(notice);
+        inv.arg(now_us()).arg(self.channel_of(tag)).arg(notice);
         inv.arg(self.marker_ttl.as_millis() as u64);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, &self.keys.tag_marker(tag))
@@ -841,8 +847,9 @@ impl L2 {
                 cursor = next;
             }
         }
-        let receivers = self.publish(&mut c, &self.channel, notice).await?;
-        self.wait_for_replicas(&mut c, &self.channel).await;
+        // every process subscribes to every channel: the first one does
+        let receivers = self.publish(&mut c, &self.channels[0], notice).await?;
+        self.wait_for_replicas(&mut c, &self.channels[0]).await;
         Ok(receivers)
     }
 
@@ -899,10 +906,11 @@ impl L2 {
         .await
     }
 
-    /// Acknowledges message `seq` of `instance` on its acknowledgement channel.
-    pub async fn ack(&self, instance: &str, seq: u64) -> Result<(), L2Error> {
+    /// Acknowledges message `seq` of `instance`, which arrived on bus channel `channel`, on
+    /// `instance`'s acknowledgement channel of that bus channel.
+    pub async fn ack(&self, channel: &str, instance: &str, seq: u64) -> Result<(), L2Error> {
         let mut c = self.conn().await?;
-        let channel = crate::keys::ack_channel(&self.channel, instance);
+        let channel = crate::keys::ack_channel(channel, instance);
         self.publish(&mut c, &channel, &seq.to_string())
             .await
             .map(|_| ())

@@ -21,8 +21,9 @@
 //!   An invalidation between these steps and the write makes the entry dead on arrival (its
 //!   marker is then newer): a miss, never a stale read.
 //! - **Write, delete**: the entry's script (`SET_ENTRY_SLOT`, `DELETE_SLOT`: the lock is checked,
-//!   marked or released as on one server), then the announcement with `SPUBLISH` on the bus's
-//!   shard channel. The reply counts the processes subscribed there: all of them.
+//!   marked or released as on one server), then the announcement with `SPUBLISH` on the key's
+//!   bus shard channel ([`crate::keys::channel_for`]). The reply counts the processes
+//!   subscribed there: all of them (each subscribes to every bus channel).
 //! - **Tag invalidation**: advance the clock (its shard), raise the tag's marker to it (never
 //!   lower: two invalidations may arrive in the other order), announce with the clock value.
 //!
@@ -209,7 +210,7 @@ impl L2 {
         if stored != 1 {
             return Ok(None);
         }
-        let receivers = self.publish(&mut c, &self.channel, notice).await?;
+        let receivers = self.publish(&mut c, self.channel_of(key), notice).await?;
         if load.is_none() {
             self.wait_for_replicas(&mut c, key).await;
         }
@@ -222,7 +223,7 @@ impl L2 {
         inv.key(self.keys.lock(key));
         self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, key).await;
-        self.publish(&mut c, &self.channel, notice).await
+        self.publish(&mut c, self.channel_of(key), notice).await
     }
 
     pub(super) async fn sharded_invalidate_tag(
@@ -241,7 +242,7 @@ impl L2 {
         self.bounded(raise.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, &marker).await;
         let notice = crate::bus::with_clock(notice, clock);
-        self.publish(&mut c, &self.channel, &notice).await
+        self.publish(&mut c, self.channel_of(tag), &notice).await
     }
 }
 
