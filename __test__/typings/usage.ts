@@ -1,6 +1,7 @@
 // Compiled with `tsc --noEmit` by `npm test`: the public typings must accept every documented
 // use and reject misuse (each `@ts-expect-error` fails the build if the line compiles).
-import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, SentinelOptions, codes, registerMetrics } from '../../index'
+import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, SentinelOptions,
+  ClusterOptions, codes, registerMetrics } from '../../index'
 import { Registry } from 'prom-client'
 
 interface Profile { name: string; age: number }
@@ -31,6 +32,10 @@ async function usage(): Promise<void> {
   new MultiLevelCache({ sentinel, prefix: 'shop' })
   // @ts-expect-error: the sentinels and the master's name are required
   new MultiLevelCache({ sentinel: { nodes: ['redis://127.0.0.1:26379'] } })
+  const cluster: ClusterOptions = { nodes: ['redis://127.0.0.1:7000', 'redis://127.0.0.1:7001'] }
+  new MultiLevelCache({ cluster, prefix: 'shop' })
+  // @ts-expect-error: the seed nodes are required
+  new MultiLevelCache({ cluster: {} })
   const refusedCode: 'ERR_MLC_REDIS_REFUSED' = codes.REDIS_REFUSED
   const st: CacheStats = cache.stats()
   const counted: number = st.replaysCollapsed + st.redisRefused + st.invalidationsRefused
