@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict'
-// The whole test suite: Rust core unit tests, the typings test, and every JS test file under
+// The whole test suite: cargo fmt --check and clippy, Rust core unit tests, the typings test, and every JS test file under
 // __test__/. Fails when redis-server is missing or when no test file is found (a glob that
 // matches nothing must not pass).
 
@@ -50,6 +50,9 @@ if (files.length === 0) {
 }
 
 if (only.length === 0) {
+  // the habits CI enforces: formatted Rust, no clippy warning (the typings check follows)
+  run('cargo', ['fmt', '--all', '--', '--check'])
+  run('cargo', ['clippy', '--all-targets', '--quiet', '--', '-D', 'warnings'])
   run('cargo', ['test', '-p', 'mlc-core', '--quiet'])
   run(process.execPath, [require.resolve('typescript/bin/tsc'), '--noEmit', '-p', '__test__/typings/tsconfig.json'])
   console.log('typings test: ok')

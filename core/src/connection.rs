@@ -34,23 +34,25 @@ use crate::config::{L2Config, SentinelConfig};
 /// How often the sentinels are asked where the master is.
 pub const SENTINEL_POLL: Duration = Duration::from_millis(500);
 
+/// The TLS material of `redis.tls` as the redis client takes it.
+fn certificates(tls: &crate::config::TlsFiles) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: tls
+            .client
+            .as_ref()
+            .map(|(cert, key)| redis::ClientTlsConfig {
+                client_cert: cert.clone(),
+                client_key: key.clone(),
+            }),
+        root_cert: tls.ca.clone(),
+    }
+}
+
 /// Builds a client for one server's `url`, with the TLS material of `config` when it has some.
 fn client_for_url(config: &L2Config, url: impl IntoConnectionInfo) -> redis::RedisResult<Client> {
     match &config.tls {
         None => Client::open(url),
-        Some(tls) => Client::build_with_tls(
-            url,
-            redis::TlsCertificates {
-                client_tls: tls
-                    .client
-                    .as_ref()
-                    .map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                root_cert: tls.ca.clone(),
-            },
-        ),
+        Some(tls) => Client::build_with_tls(url, certificates(tls)),
     }
 }
 
@@ -169,16 +171,7 @@ impl Connector {
             .min_retry_wait(10)
             .max_retry_wait(200);
         if let Some(tls) = &self.config.tls {
-            builder = builder.certs(redis::TlsCertificates {
-                client_tls: tls
-                    .client
-                    .as_ref()
-                    .map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
-                        client_key: key.clone(),
-                    }),
-                root_cert: tls.ca.clone(),
-            });
+            builder = builder.certs(certificates(tls));
         }
         if let Some(push) = push {
             builder = builder

@@ -295,7 +295,9 @@ impl L2 {
             replayed: AtomicU64::new(0),
             replays_collapsed: AtomicU64::new(0),
             invalidate_tag: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
-            read_or_lock: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{READ_OR_LOCK}")),
+            read_or_lock: Script::new(&format!(
+                "{ALLOW_OOM}{ADVANCE_CLOCK}{READ_LIVE}{READ_OR_LOCK}"
+            )),
             set_entry: Script::new(&format!("{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
             delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
             marker_ttl: config.ttl,
@@ -305,7 +307,7 @@ impl L2 {
             clock_advance: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{CLOCK_ADVANCE}")),
             raise_marker: Script::new(&format!("{ALLOW_OOM}{RAISE_MARKER}")),
             ensure_marker: Script::new(&format!("{WRITES}{ENSURE_MARKER}")),
-            read_or_lock_slot: Script::new(&format!("{ALLOW_OOM}{READ_OR_LOCK_SLOT}")),
+            read_or_lock_slot: Script::new(&format!("{ALLOW_OOM}{READ_LIVE}{READ_OR_LOCK_SLOT}")),
             set_entry_slot: Script::new(&format!("{WRITES}{MARK_LOCK}{SET_ENTRY_SLOT}")),
             delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE_SLOT}")),
         });
@@ -738,7 +740,12 @@ impl L2 {
         });
         inv.arg(now_us());
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
-        match reply.as_slice() {
+        self.read_or_lock_reply(&reply)
+    }
+
+    /// Reads a lookup script's reply: {1, value}, {2, clock} or {3, clock}.
+    fn read_or_lock_reply(&self, reply: &[redis::Value]) -> Result<ReadOrLock, L2Error> {
+        match reply {
             [redis::Value::Int(1), redis::Value::BulkString(v)] => Ok(ReadOrLock::Value(v.clone())),
             [redis::Value::Int(2), redis::Value::Int(c)] => Ok(ReadOrLock::Acquired(*c as u64)),
             [redis::Value::Int(3), redis::Value::Int(c)] => Ok(ReadOrLock::Busy(*c as u64)),

@@ -70,6 +70,22 @@ mark_lock(KEYS[2])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
 ";
 
+/// The entry under `entry_key`, unless the caller found it unusable (`dead`: the write marker
+/// of an entry a tag invalidated, or `*` for an unreadable one): such an entry is deleted and
+/// read as absent (nil).
+pub(super) const READ_LIVE: &str = r"
+local function read_live(entry_key, dead)
+  local v = redis.call('GET', entry_key)
+  if v then
+    if dead == '*' or (dead ~= '' and string.find(string.sub(v, 1, 200), dead, 1, true) ~= nil) then
+      redis.call('UNLINK', entry_key)
+      return nil
+    end
+  end
+  return v
+end
+";
+
 /// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
 /// it is free, with the invalidation clock (the load's birth). Replies {1, value}, {2, clock}
 /// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
@@ -79,13 +95,8 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 /// missing tag marker (see `SET_ENTRY`).
 /// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or '', now µs.
 pub(super) const READ_OR_LOCK: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then
-  local dead = ARGV[3] == '*'
-    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
-  if not dead then return {1, v} end
-  redis.call('UNLINK', KEYS[1])
-end
+local v = read_live(KEYS[1], ARGV[3])
+if v then return {1, v} end
 local clock = redis.call('GET', KEYS[3]) or advance_clock(KEYS[3], ARGV[4])
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
 return {3, tonumber(clock)}
@@ -214,13 +225,8 @@ return m
 /// {1, value}, {2, 0} (lock taken by us) or {3, 0} (someone else holds it).
 /// KEYS: entry, lock; ARGV: token, lock ttl ms, dead write marker, '*' or ''.
 pub(super) const READ_OR_LOCK_SLOT: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v then
-  local dead = ARGV[3] == '*'
-    or (ARGV[3] ~= '' and string.find(string.sub(v, 1, 200), ARGV[3], 1, true) ~= nil)
-  if not dead then return {1, v} end
-  redis.call('UNLINK', KEYS[1])
-end
+local v = read_live(KEYS[1], ARGV[3])
+if v then return {1, v} end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, 0} end
 return {3, 0}
 ";

@@ -122,17 +122,12 @@ impl L2 {
             Some(Discard::Unreadable) => "*".to_string(),
         });
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
-        match reply.as_slice() {
-            [redis::Value::Int(1), redis::Value::BulkString(v)] => Ok(ReadOrLock::Value(v.clone())),
-            [redis::Value::Int(2), _] => Ok(ReadOrLock::Acquired(self.birth(clock_trusted).await?)),
-            [redis::Value::Int(3), _] => Ok(ReadOrLock::Busy(self.birth(clock_trusted).await?)),
-            other => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                Err(L2Error::Invalid(format!(
-                    "unexpected reply to read-or-lock: {other:?}"
-                )))
-            }
-        }
+        // the script does not read the clock: the birth comes from what this process knows
+        Ok(match self.read_or_lock_reply(&reply)? {
+            ReadOrLock::Acquired(_) => ReadOrLock::Acquired(self.birth(clock_trusted).await?),
+            ReadOrLock::Busy(_) => ReadOrLock::Busy(self.birth(clock_trusted).await?),
+            value => value,
+        })
     }
 
     /// The markers of `tags` for an entry living `ttl`: each extended to at least `ttl`, a
