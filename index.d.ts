@@ -23,8 +23,26 @@ export interface BaseCache {
   exists(key: string): Promise<boolean>
 }
 
+/**
+ * The loader's second argument: choose the entry's options from the value just loaded
+ * (adaptive caching). Each setter checks its argument at once and throws the usual error
+ * (`RangeError` `ERR_MLC_INVALID_TTL`, `TypeError`/`RangeError` `ERR_MLC_INVALID_TAGS`), which
+ * rejects the call; nothing is cached then.
+ */
+export interface LoaderContext {
+  /** Caches the value for `seconds` instead of the call's (or the default) `ttl`. */
+  setTtl(seconds: number): void
+  /**
+   * Tags the value with `tags` instead of the call's. A tag invalidated while the loader ran
+   * (in any process) keeps the value out of the cache, as for tags given up front.
+   */
+  setTags(tags: string[]): void
+  /** Returns the value to every waiting caller without caching it (neither L1 nor Redis). */
+  skip(): void
+}
+
 /** Supplies the value of a key on a full miss. May return a value or a Promise; may throw. */
-export type Loader<T = unknown> = (key: string) => Promise<T> | T
+export type Loader<T = unknown> = (key: string, ctx: LoaderContext) => Promise<T> | T
 
 /** Where Redis Sentinel is, and how to reach the master it names. */
 export interface SentinelOptions {

@@ -437,25 +437,29 @@ class MultiLevelCache {
     return this.#load(key, loader, options, load, began, epoch)
   }
 
-  /** Runs the loader and stores its value; `load` carries the stampede lock and clock token. */
+  /**
+   * Runs the loader and stores its value; `load` carries the stampede lock and clock token.
+   * The loader's context may change the entry's `ttl` and `tags`, or skip caching it.
+   */
   async #load(key, loader, options, load, began, epoch) {
     const lockId = load.lockId
+    const ctx = new LoaderContext(options, this.#limits)
     let value
     try {
-      value = await this.#callLoader(key, loader)
+      value = await this.#callLoader(key, loader, ctx)
     } catch (e) {
       this.#native.recordLoader(true, (performance.now() - began) / 1000)
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
       throw e
     }
     this.#native.recordLoader(false, (performance.now() - began) / 1000)
-    if (value === null || value === undefined || this.#closed) {
+    if (value === null || value === undefined || this.#closed || ctx.skipped) {
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
       return value
     }
     let stored
     try {
-      stored = this.#store(key, value, options, `the loader's value for key ${JSON.stringify(key)}`, load, epoch)
+      stored = this.#store(key, value, ctx.options(), `the loader's value for key ${JSON.stringify(key)}`, load, epoch)
     } catch (e) {
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
       // too large to cache is the cache's limit, not the caller's problem: serve it uncached
@@ -471,7 +475,7 @@ class MultiLevelCache {
    * Runs a loader (sync or async), rejecting with ERR_MLC_LOADER_TIMEOUT if it hangs, or with
    * ERR_MLC_CLOSED when close() ends first.
    */
-  #callLoader(key, loader) {
+  #callLoader(key, loader, ctx) {
     let timer
     let abandon
     const timeout = new Promise((_, reject) => {
@@ -481,7 +485,7 @@ class MultiLevelCache {
         { key })), this.#loaderTimeoutMs)
     })
     this.#loaderWaits.add(abandon)
-    const run = new Promise((resolve) => resolve(loader(key)))
+    const run = new Promise((resolve) => resolve(loader(key, ctx)))
     return Promise.race([run, timeout]).finally(() => {
       clearTimeout(timer)
       this.#loaderWaits.delete(abandon)
@@ -568,6 +572,59 @@ class MultiLevelCache {
       }
     }
     this.#clearFreed()
+  }
+}
+
+/**
+ * The loader's second argument: it may choose the entry's options from the value it loaded
+ * (bentocache's adaptive caching). Each setter is checked at once (the usual error, thrown
+ * inside the loader, so the call rejects with it and nothing is cached).
+ */
+class LoaderContext {
+  #options
+  #limits
+  #ttl
+  #tags
+  #skipped = false
+
+  constructor(options, limits) {
+    this.#options = options
+    this.#limits = limits
+  }
+
+  /** Caches the value for `seconds` instead of the call's (or the default) `ttl`. */
+  setTtl(seconds) {
+    const err = checkCacheOptions({ ttl: seconds }, this.#limits)
+    if (err !== undefined) throw err
+    this.#ttl = seconds
+  }
+
+  /** Tags the value with `tags` instead of the call's. */
+  setTags(tags) {
+    const err = checkCacheOptions({ tags }, this.#limits)
+    if (err !== undefined) throw err
+    this.#tags = [...tags]
+  }
+
+  /** Returns the value to the callers without caching it (in L1 or Redis). */
+  skip() {
+    this.#skipped = true
+  }
+
+  /** Whether `skip()` was called: the value is returned, not cached. */
+  get skipped() {
+    return this.#skipped
+  }
+
+  /** The options the value is stored with. */
+  options() {
+    if (this.#ttl === undefined && this.#tags === undefined) return this.#options
+    const base = this.#options == null ? {} : this.#options
+    return {
+      ...base,
+      ttl: this.#ttl !== undefined ? this.#ttl : base.ttl,
+      tags: this.#tags !== undefined ? this.#tags : base.tags,
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 // Compiled with `tsc --noEmit` by `npm test`: the public typings must accept every documented
 // use and reject misuse (each `@ts-expect-error` fails the build if the line compiles).
 import { MultiLevelCache, BaseCache, CacheOptions, CacheStats, Loader, Logger, MultiLevelCacheOptions, RedisProblemCode, RedisProblemFields, SentinelOptions,
-  ClusterOptions, codes, registerMetrics } from '../../index'
+  ClusterOptions, LoaderContext, codes, registerMetrics } from '../../index'
 import { Registry } from 'prom-client'
 
 interface Profile { name: string; age: number }
@@ -50,6 +50,15 @@ async function usage(): Promise<void> {
   await cache.set<Profile>('user:42', { name: 'Ada', age: 36 }, opts)
   const p: Profile | null = await cache.get<Profile>('user:42')
   const n: number = await cache.getOrSet('n', () => 0, { ttl: 5 })
+  // the loader's context: options chosen from the value
+  const adaptive: number = await cache.getOrSet('a', async (key: string, ctx: LoaderContext) => {
+    ctx.setTtl(key.length)
+    ctx.setTags(['t'])
+    if (key === 'x') ctx.skip()
+    return 1
+  })
+  // @ts-expect-error a ttl is a number of seconds
+  await cache.getOrSet('a', (_key, ctx) => { ctx.setTtl('5'); return 1 })
   const loader: Loader<Profile> = async () => ({ name: 'x', age: 1 })
   const q: Profile = await cache.getOrSet('user:43', loader)
   const e: boolean = await asBase.exists('user:42')
