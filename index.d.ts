@@ -15,6 +15,16 @@ export interface CacheOptions {
   tags?: string[]
 }
 
+/** Options of one `getOrSet` call: those of `set`, plus the loader's bound. */
+export interface GetOrSetOptions extends CacheOptions {
+  /**
+   * This call's hard bound on its loader, in seconds (overrides the constructor's
+   * `loaderTimeout`): past it the callers reject with `ERR_MLC_LOADER_TIMEOUT` and nothing is
+   * cached. Concurrent calls for the key share the first call's loader and its bound.
+   */
+  loaderTimeout?: number
+}
+
 /** The interface of the article's layers, kept so code written against it keeps working. */
 export interface BaseCache {
   get<T>(key: string): Promise<T | null>
@@ -423,7 +433,7 @@ export declare class MultiLevelCache implements BaseCache {
    * layers with `options`. Concurrent calls for one key share one loader call. A loader result
    * of `null`/`undefined` is returned and not cached.
    */
-  getOrSet<T>(key: string, loader: Loader<T>, options?: CacheOptions): Promise<T>
+  getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T>
   /**
    * Makes every entry tagged `tag` a miss, in Redis (O(1), whatever the tag's size) and in
    * every process's L1, before resolving. Rejects with `ERR_MLC_REDIS_REFUSED` like `del`.

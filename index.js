@@ -11,7 +11,7 @@
 
 const { NativeCache } = require('./binding.js')
 const { codes, mlcError } = require('./lib/errors.js')
-const { checkKey, checkCacheOptions, checkTag, serialize } = require('./lib/validate.js')
+const { checkKey, checkCacheOptions, checkGetOrSetOptions, checkTag, serialize } = require('./lib/validate.js')
 const { normalizeOptions } = require('./lib/options.js')
 const { ProblemReporter } = require('./lib/problems.js')
 const { kLatencies, kKeyspaceStats } = require('./lib/internal.js')
@@ -154,7 +154,7 @@ class MultiLevelCache {
     const err = checkKey(key, this.#limits.maxKeyLength) ||
       (typeof loader !== 'function'
         ? mlcError(TypeError, codes.INVALID_LOADER, `loader must be a function, got ${typeof loader}`, { key })
-        : checkCacheOptions(options, this.#limits))
+        : checkGetOrSetOptions(options, this.#limits))
     if (err !== undefined) return Promise.reject(err)
     const slot = this.#index.get(key)
     if (slot !== undefined && this.#live(key, slot)) return this.#hit(slot)
@@ -446,7 +446,8 @@ class MultiLevelCache {
     const ctx = new LoaderContext(options, this.#limits)
     let value
     try {
-      value = await this.#callLoader(key, loader, ctx)
+      const seconds = options == null ? undefined : options.loaderTimeout
+      value = await this.#callLoader(key, loader, ctx, seconds === undefined ? this.#loaderTimeoutMs : Math.min(seconds * 1000, MAX_TIMER_MS))
     } catch (e) {
       this.#native.recordLoader(true, (performance.now() - began) / 1000)
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
@@ -475,14 +476,14 @@ class MultiLevelCache {
    * Runs a loader (sync or async), rejecting with ERR_MLC_LOADER_TIMEOUT if it hangs, or with
    * ERR_MLC_CLOSED when close() ends first.
    */
-  #callLoader(key, loader, ctx) {
+  #callLoader(key, loader, ctx, timeoutMs) {
     let timer
     let abandon
     const timeout = new Promise((_, reject) => {
       abandon = reject
       timer = setTimeout(() => reject(mlcError(Error, codes.LOADER_TIMEOUT,
-        `the loader for key ${JSON.stringify(key)} did not settle within loaderTimeout (${this.#loaderTimeoutMs / 1000} s)`,
-        { key })), this.#loaderTimeoutMs)
+        `the loader for key ${JSON.stringify(key)} did not settle within loaderTimeout (${timeoutMs / 1000} s)`,
+        { key })), timeoutMs)
     })
     this.#loaderWaits.add(abandon)
     const run = new Promise((resolve) => resolve(loader(key, ctx)))

@@ -106,3 +106,15 @@ test('a constructor loader gets the context too (get with loader)', async (t) =>
   assert.equal(await c.get('cached'), 'v-cached')
   assert.equal(await c.exists('cached'), true)
 })
+
+test('loaderTimeout per call bounds this call\'s loader; bad values are RangeErrors', async (t) => {
+  const s = scope(t, { name: 'ctx-timeout' })
+  const c = s.cache({ loaderTimeout: 3600 })
+  const hung = c.getOrSet('k', () => new Promise(() => {}), { loaderTimeout: 0.05 })
+  await assert.rejects(hung, (e) => e.code === codes.LOADER_TIMEOUT && e.key === 'k')
+  assert.equal(await s.redis.exists(entryName(s.prefix, 'k')), 0)
+  assert.equal(await c.getOrSet('k', () => 'v', { loaderTimeout: 1 }), 'v', 'the key was not stuck')
+  for (const bad of [-1, 0, NaN, Infinity, '1']) {
+    await assert.rejects(c.getOrSet('x', () => 'v', { loaderTimeout: bad }), (e) => e instanceof RangeError && e.code === codes.INVALID_TTL)
+  }
+})

@@ -24,6 +24,21 @@ function checkKey(key, maxLength) {
  * @param {unknown} options
  * @param {{ maxTtl: number, maxTagLength: number, maxTags: number }} limits
  */
+/**
+ * `getOrSet`'s options: those of `set`, plus `loaderTimeout` (seconds, this call's hard bound on
+ * its loader).
+ */
+function checkGetOrSetOptions(options, limits) {
+  const err = checkCacheOptions(options, limits)
+  if (err !== undefined || options === undefined || options === null) return err
+  const { loaderTimeout } = options
+  if (loaderTimeout !== undefined && !(typeof loaderTimeout === 'number' && loaderTimeout > 0 && loaderTimeout <= limits.maxTtl)) {
+    return mlcError(RangeError, codes.INVALID_TTL,
+      `loaderTimeout must be a positive finite number of seconds up to ${limits.maxTtl}, got ${describe(loaderTimeout)}`)
+  }
+  return undefined
+}
+
 function checkCacheOptions(options, limits) {
   if (options === undefined || options === null) return undefined
   if (typeof options !== 'object') {
@@ -120,4 +135,4 @@ function describe(v) {
   return t === 'object' ? 'an object' : t
 }
 
-module.exports = { checkKey, checkCacheOptions, checkTag, serialize, describe }
+module.exports = { checkKey, checkCacheOptions, checkTag, serialize, describe, checkGetOrSetOptions }

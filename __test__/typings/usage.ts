@@ -49,7 +49,7 @@ async function usage(): Promise<void> {
 
   await cache.set<Profile>('user:42', { name: 'Ada', age: 36 }, opts)
   const p: Profile | null = await cache.get<Profile>('user:42')
-  const n: number = await cache.getOrSet('n', () => 0, { ttl: 5 })
+  const n: number = await cache.getOrSet('n', () => 0, { ttl: 5, loaderTimeout: 2 })
   // the loader's context: options chosen from the value
   const adaptive: number = await cache.getOrSet('a', async (key: string, ctx: LoaderContext) => {
     ctx.setTtl(key.length)
