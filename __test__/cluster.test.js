@@ -332,6 +332,10 @@ test('the golden rule on a cluster: every node down means loader values and null
     slowest = Math.max(slowest, performance.now() - s0)
   }
   t.diagnostic(`60 calls with every node down in ${(performance.now() - t0).toFixed(0)} ms, slowest pair ${slowest.toFixed(0)} ms; breaker opened ${b.stats().breakerOpened}x`)
+  // a cache made while no node answers works from its loaders, and finds the cluster later
+  const late = on(t, cluster, prefix, options)
+  assert.equal(await late.getOrSet('late:k', () => 'from-loader'), 'from-loader')
+  assert.equal(await late.get('absent'), null)
   for (const [i, pr] of primaries.entries()) await cluster.restart(pr.port, { settle: i === primaries.length - 1 })
   // back: a write of one instance is read by the other through Redis
   const back = await eventually(async () => {
@@ -340,6 +344,8 @@ test('the golden rule on a cluster: every node down means loader values and null
     try { return (await fresh.get('k')) === 'v2' } finally { await fresh.close() }
   }, { timeoutMs: 20000, intervalMs: 200 })
   assert.ok(back, 'the cache did not use the cluster again after it came back')
+  const lateBack = await eventually(async () => (await late.get('k')) === 'v2', { timeoutMs: 20000, intervalMs: 200 })
+  assert.ok(lateBack, 'a cache made while the cluster was down never connected to it')
   const keys = await cluster.admin(primaries[0].port).keys(`${prefix}:*`).catch(() => [])
   assert.ok(keys.every((k) => kindOf(prefix, k) !== null))
 })
