@@ -78,10 +78,16 @@ impl Breaker {
 
     /// Asks to send one command.
     pub fn permit(&self) -> Permit {
+        self.permit_at(Instant::now())
+    }
+
+    /// [`Breaker::permit`] with the clock read by the caller: the seam that lets the unit tests
+    /// move time instead of sleeping through the cooldown.
+    fn permit_at(&self, now: Instant) -> Permit {
         let mut state = self.state.lock();
         match *state {
             State::Closed { .. } => Permit::Allowed,
-            State::Open { until } if Instant::now() >= until => {
+            State::Open { until } if now >= until => {
                 *state = State::HalfOpen;
                 Permit::Probe
             }
@@ -107,6 +113,12 @@ impl Breaker {
 
     /// Reports a command that failed for lack of Redis (timeout, connection).
     pub fn failure(&self, permit: Permit) {
+        self.failure_at(permit, Instant::now())
+    }
+
+    /// [`Breaker::failure`] with the clock read by the caller (the cooldown starts at `now`):
+    /// the unit tests' seam, like [`Breaker::permit_at`].
+    fn failure_at(&self, permit: Permit, now: Instant) {
         let mut state = self.state.lock();
         let open = match (&mut *state, permit) {
             (State::HalfOpen, Permit::Probe) => true,
@@ -118,7 +130,7 @@ impl Breaker {
         };
         if open {
             *state = State::Open {
-                until: Instant::now() + self.cooldown,
+                until: now + self.cooldown,
             };
             self.opened.fetch_add(1, Ordering::Relaxed);
         }
@@ -155,22 +167,37 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    /// Milliseconds after `t0` on the injected clock.
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
     #[test]
     fn opens_after_threshold_then_probes_and_closes() {
+        // the clock is injected: no sleep, and a slow machine cannot end the cooldown early
+        let t0 = Instant::now();
         let b = Breaker::new(3, Duration::from_millis(30));
         for _ in 0..2 {
-            let p = b.permit();
+            let p = b.permit_at(t0);
             assert_eq!(p, Permit::Allowed);
-            b.failure(p);
+            b.failure_at(p, t0);
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        b.failure(b.permit());
+        b.failure_at(b.permit_at(t0), t0);
         assert_eq!(b.state(), BreakerState::Open);
-        assert_eq!(b.permit(), Permit::Denied);
-        std::thread::sleep(Duration::from_millis(40));
-        let probe = b.permit();
-        assert_eq!(probe, Permit::Probe);
-        assert_eq!(b.permit(), Permit::Denied, "one probe at a time");
+        assert_eq!(b.permit_at(t0), Permit::Denied);
+        assert_eq!(
+            b.permit_at(at(t0, 29)),
+            Permit::Denied,
+            "still open just before the cooldown ends"
+        );
+        let probe = b.permit_at(at(t0, 30));
+        assert_eq!(probe, Permit::Probe, "half-open once the cooldown ended");
+        assert_eq!(
+            b.permit_at(at(t0, 31)),
+            Permit::Denied,
+            "one probe at a time"
+        );
         assert!(b.success(probe));
         assert_eq!(b.state(), BreakerState::Closed);
         assert_eq!(b.times_opened(), 1);
@@ -178,32 +205,35 @@ mod tests {
 
     #[test]
     fn a_failed_probe_reopens_and_success_resets_the_count() {
+        let t0 = Instant::now();
         let b = Breaker::new(2, Duration::from_millis(10));
-        b.failure(b.permit());
-        b.success(b.permit());
-        b.failure(b.permit());
+        b.failure_at(b.permit_at(t0), t0);
+        b.success(b.permit_at(t0));
+        b.failure_at(b.permit_at(t0), t0);
         assert_eq!(
             b.state(),
             BreakerState::Closed,
             "failures must be consecutive"
         );
-        b.failure(b.permit());
+        b.failure_at(b.permit_at(t0), t0);
         assert_eq!(b.state(), BreakerState::Open);
-        std::thread::sleep(Duration::from_millis(15));
-        let probe = b.permit();
-        b.failure(probe);
+        let probe = b.permit_at(at(t0, 10));
+        assert_eq!(probe, Permit::Probe);
+        // the failed probe opens it for a new cooldown, counted from the failure
+        b.failure_at(probe, at(t0, 15));
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.times_opened(), 2);
-        std::thread::sleep(Duration::from_millis(15));
-        let probe = b.permit();
+        assert_eq!(b.permit_at(at(t0, 24)), Permit::Denied, "a new cooldown");
+        let probe = b.permit_at(at(t0, 25));
+        assert_eq!(probe, Permit::Probe);
         b.abandon(probe);
+        // abandon() reopens with the real clock's now: the real clock, monotonic, is past it
         assert_eq!(
             b.permit(),
             Permit::Probe,
             "an abandoned probe lets the next one go"
         );
     }
-
     #[test]
     fn probe_now_ends_the_cooldown_of_an_open_breaker_only() {
         let b = Breaker::new(1, Duration::from_secs(3600));

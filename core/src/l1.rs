@@ -502,7 +502,13 @@ impl L1 {
     /// the next deadline, if any. (Entries replaced or removed since are skipped: their slot
     /// holds another expiry, or 0.)
     pub fn expire_due(&self) -> Option<u64> {
-        let now = now_ms();
+        self.expire_due_at(now_ms())
+    }
+
+    /// [`L1::expire_due`] as if the clock read `now` (Unix ms): the seam that lets the unit
+    /// tests move the expirer's time instead of sleeping until a deadline. Only the expirer's
+    /// clock moves: inserts and [`L1::get`] still read the real one.
+    fn expire_due_at(&self, now: f64) -> Option<u64> {
         let mut heap = self.shared.deadlines.lock();
         let mut due = Vec::new();
         while let Some(&Reverse(d)) = heap.peek() {
@@ -703,16 +709,21 @@ mod tests {
     #[test]
     fn per_entry_ttl_expires() {
         let l1 = L1::new(10);
-        l1.insert("short", Duration::from_millis(30), &[], 0)
-            .unwrap();
+        // under SHORT_TTL, so stored negated; long enough that the reads below see it live on a
+        // slow machine (the expirer's clock is injected, the hit path's is the real one)
+        let ttl = Duration::from_secs(1);
+        assert!(ttl < SHORT_TTL);
+        let before = now_ms();
+        l1.insert("short", ttl, &[], 0).unwrap();
+        let after = now_ms();
         l1.insert("long", MIN, &[], 0).unwrap();
         assert!(l1.get("short").is_some());
         let short = l1.get("short").unwrap();
         assert!(l1.expiry_of(short) < 0.0, "a short TTL is stored negated");
-        assert!(l1.expire_due().is_some(), "a deadline is pending");
+        assert!(l1.expire_due_at(before).is_some(), "a deadline is pending");
         assert!(l1.expiry_of(short) != 0.0, "not due yet");
-        std::thread::sleep(Duration::from_millis(60));
-        l1.expire_due();
+        // its deadline (at most its expiry) has passed on the expirer's clock; MIN's has not
+        l1.expire_due_at(after + 1000.0);
         assert_eq!(
             l1.expiry_of(short),
             0.0,
@@ -720,9 +731,10 @@ mod tests {
         );
         assert!(l1.get("short").is_none());
         assert!(l1.get("long").is_some());
-        // the expirer removed it from moka: its slot is freed at the next housekeeping
+        // the expirer removed it from moka: its slot is freed at the next housekeeping (polled,
+        // up to 5 s)
         let mut freed = Vec::new();
-        for _ in 0..40 {
+        for _ in 0..50 {
             l1.maintain();
             freed.extend(l1.take_freed());
             if !freed.is_empty() {
