@@ -385,3 +385,25 @@ test('least privilege on a cluster: the README\'s ACL line, channels &{<prefix>#
     assert.equal(c.stats().busAckTimeouts, 0)
   }
 })
+
+test('after the bus was lost, a process learns the invalidation clock again: its loads of a tag invalidated meanwhile are cached', async (t) => {
+  const cluster = await startCluster(t, { primaries: 3, replicas: 0 })
+  const prefix = uniquePrefix('clock')
+  const a = on(t, cluster, prefix)
+  const b = on(t, cluster, prefix)
+  await connected(a, b)
+  await a.invalidateTag('t') // b learns this clock value from the bus
+  assert.equal(await b.getOrSet('k0', () => 'v0', { tags: ['t'] }), 'v0')
+  // b's bus connections are cut; a invalidates the tag meanwhile (b misses the announcements)
+  const resubscribed = b.stats().busResubscriptions
+  for (const url of cluster.nodes) await cluster.admin(Number(new URL(url).port)).call('CLIENT', 'KILL', 'TYPE', 'pubsub').catch(() => {})
+  for (let i = 0; i < 3; i++) await a.invalidateTag('t')
+  const back = await eventually(() => b.stats().busResubscriptions > resubscribed && b.stats().busConnected, { timeoutMs: 15000 })
+  assert.ok(back, 'b did not subscribe again')
+  // b loads a value of the tag: it must be born after those invalidations, so others read it
+  assert.equal(await b.getOrSet('k1', () => 'v1', { tags: ['t'] }), 'v1')
+  const fresh = on(t, cluster, prefix, { l1: false })
+  let loads = 0
+  assert.equal(await fresh.getOrSet('k1', () => { loads++; return 'reloaded' }, { tags: ['t'] }), 'v1')
+  assert.equal(loads, 0, 'the value b loaded was dead on arrival (born at a clock b had not updated)')
+})

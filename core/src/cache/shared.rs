@@ -122,6 +122,9 @@ impl BusHandler for Shared {
         if resubscribed {
             // messages may have been missed while disconnected: nothing in L1 can be trusted
             Metrics::inc(&self.metrics.bus_resubscriptions);
+            if let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) {
+                l2.forget_clock();
+            }
             self.settled_all();
             self.waiters.wake_all();
         }

@@ -84,6 +84,14 @@ impl L2 {
         self.clock_known.fetch_max(clock, Ordering::AcqRel);
     }
 
+    /// Forgets the known clock (the bus was lost: announcements of invalidations may have been
+    /// missed); the next lookup reads it from Redis. A known clock that lags stays correct but
+    /// makes every entry of a tag invalidated meanwhile dead on arrival, until the next
+    /// announcement.
+    pub fn forget_clock(&self) {
+        self.clock_known.store(0, Ordering::Release);
+    }
+
     /// The invalidation clock now (started if missing), read from Redis.
     async fn read_clock(&self) -> Result<u64, L2Error> {
         let mut c = self.conn().await?;
