@@ -73,6 +73,8 @@ use crate::replay::{Pushed, ReplayQueue};
 
 mod data_conn;
 mod error;
+#[cfg(test)]
+mod script_tests;
 mod scripts;
 mod sharded;
 
