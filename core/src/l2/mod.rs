@@ -300,7 +300,9 @@ impl L2 {
             read_or_lock: Script::new(&format!(
                 "{ALLOW_OOM}{ADVANCE_CLOCK}{READ_LIVE}{READ_OR_LOCK}"
             )),
-            set_entry: Script::new(&format!("{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{SET_ENTRY}")),
+            set_entry: Script::new(&format!(
+                "{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{STORE_ENTRY}{SET_ENTRY}"
+            )),
             delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
             marker_ttl: config.ttl,
             extend_lock: Script::new(&format!("{ALLOW_OOM}{EXTEND_LOCK}")),
@@ -310,7 +312,9 @@ impl L2 {
             raise_marker: Script::new(&format!("{ALLOW_OOM}{RAISE_MARKER}")),
             ensure_marker: Script::new(&format!("{WRITES}{ENSURE_MARKER}")),
             read_or_lock_slot: Script::new(&format!("{ALLOW_OOM}{READ_LIVE}{READ_OR_LOCK_SLOT}")),
-            set_entry_slot: Script::new(&format!("{WRITES}{MARK_LOCK}{SET_ENTRY_SLOT}")),
+            set_entry_slot: Script::new(&format!(
+                "{WRITES}{MARK_LOCK}{STORE_ENTRY}{SET_ENTRY_SLOT}"
+            )),
             delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE_SLOT}")),
         });
         if cluster {

@@ -47,6 +47,24 @@ local function mark_lock(lock_key)
 end
 ";
 
+/// Stores an entry's envelope (`head`, the birth, `tail`; `head` alone when `tail` is '') for
+/// `ttl` ms, then releases the key's lock (a loader's write) or marks it (a caller's write: a
+/// load in progress read its source before this value). Needs `MARK_LOCK`.
+pub(super) const STORE_ENTRY: &str = r"
+local function store_entry(entry_key, lock_key, head, tail, born, ttl, load)
+  if tail == '' then
+    redis.call('SET', entry_key, head, 'PX', ttl)
+  else
+    redis.call('SET', entry_key, head .. born .. tail, 'PX', ttl)
+  end
+  if load then
+    redis.call('DEL', lock_key)
+  else
+    mark_lock(lock_key)
+  end
+end
+";
+
 /// Invalidates a tag: advances the clock and sets the tag's marker to it (O(1), whatever the
 /// number of entries carrying it), then announces it. Replies how many subscribers received
 /// the announcement. The marker keeps its TTL (entries carrying the tag keep it alive); a
@@ -143,16 +161,7 @@ if #KEYS > 3 then
     end
   end
 end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1] .. born .. ARGV[2], 'PX', ttl)
-end
-if load then
-  redis.call('DEL', KEYS[2])
-else
-  mark_lock(KEYS[2])
-end
+store_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], born, ttl, load)
 return {1, redis.call('PUBLISH', ARGV[4], ARGV[5])}
 ";
 
@@ -240,16 +249,7 @@ return {3, 0}
 pub(super) const SET_ENTRY_SLOT: &str = r"
 local load = ARGV[5] ~= ''
 if load and redis.call('GET', KEYS[2]) ~= ARGV[5] then return 0 end
-if ARGV[2] == '' then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[1] .. ARGV[4] .. ARGV[2], 'PX', ARGV[3])
-end
-if load then
-  redis.call('DEL', KEYS[2])
-else
-  mark_lock(KEYS[2])
-end
+store_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[4], ARGV[3], load)
 return 1
 ";
 
