@@ -9,19 +9,20 @@
 // thread; only short TTLs are also checked against the clock). See "The shared expiry table"
 // in core/src/l1.rs.
 
-const { NativeCache } = require('./binding.js')
+const {
+  NativeCache,
+  COMPLETION_TRUE: TRUE,
+  COMPLETION_HIT: HIT,
+  COMPLETION_LOAD: LOAD,
+  COMPLETION_KEYSPACE: KEYSPACE,
+  COMPLETION_REFUSED: REFUSED,
+} = require('./binding.js')
 const { codes, mlcError } = require('./lib/errors.js')
 const { checkKey, checkCacheOptions, checkGetOrSetOptions, checkTag, serialize } = require('./lib/validate.js')
 const { normalizeOptions } = require('./lib/options.js')
 const { ProblemReporter } = require('./lib/problems.js')
 const { kLatencies, kKeyspaceStats } = require('./lib/internal.js')
 
-// kinds of completions, as `NativeCache.drain` reports them (0 done, 2 false, 3 miss)
-const TRUE = 1
-const HIT = 4
-const LOAD = 5
-const KEYSPACE = 6
-const REFUSED = 7
 
 // what a pending operation resolves with
 const OP_VOID = 0

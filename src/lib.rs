@@ -314,6 +314,31 @@ pub struct NativeCache {
     referenced: Cell<bool>,
 }
 
+/// Completion kind of [`NativeCache::drain`]: finished, nothing to report.
+#[napi]
+pub const COMPLETION_DONE: u32 = 0;
+/// Completion kind: a yes/no answer, yes.
+#[napi]
+pub const COMPLETION_TRUE: u32 = 1;
+/// Completion kind: a yes/no answer, no.
+#[napi]
+pub const COMPLETION_FALSE: u32 = 2;
+/// Completion kind: a read found nothing.
+#[napi]
+pub const COMPLETION_MISS: u32 = 3;
+/// Completion kind: a read found a value (`slot`, `json`).
+#[napi]
+pub const COMPLETION_HIT: u32 = 4;
+/// Completion kind: a lookup's miss, to load (`slot`: the lock id, `json`: the clock token).
+#[napi]
+pub const COMPLETION_LOAD: u32 = 5;
+/// Completion kind: Redis' keyspace hits and misses (in `slot` and `json`).
+#[napi]
+pub const COMPLETION_KEYSPACE: u32 = 6;
+/// Completion kind: Redis refused an invalidation (`slot`: its code, `json`: its reply).
+#[napi]
+pub const COMPLETION_REFUSED: u32 = 7;
+
 #[napi]
 impl NativeCache {
     /// Validates `options` (throwing `TypeError`/`RangeError` with an `ERR_MLC_*` code) and
@@ -536,7 +561,8 @@ impl NativeCache {
         self.started(&env, self.inner.invalidate_tag(id, &tag))
     }
 
-    /// Finished operations, flattened as `[id, kind, slot, json, ...]`: kind 0 done, 1 true,
+    /// Finished operations, flattened as `[id, kind, slot, json, ...]`, kinds named by the
+    /// `COMPLETION_*` constants (exported to JS, so both sides share them): 0 done, 1 true,
     /// 2 false, 3 miss, 4 hit (`json` is the value's JSON text; `slot` is where to store the
     /// parsed value, or -1 when it was not copied into L1), 5 load (`slot` is the stampede lock
     /// id or -1, `json` the invalidation clock token or undefined), 6 keyspace stats, 7 refused
@@ -558,32 +584,32 @@ impl NativeCache {
             let base = (i * 4) as u32;
             out.set(base, c.id)?;
             match c.outcome {
-                Outcome::Done => out.set(base + 1, 0)?,
-                Outcome::Bool(true) => out.set(base + 1, 1)?,
-                Outcome::Bool(false) => out.set(base + 1, 2)?,
-                Outcome::Miss => out.set(base + 1, 3)?,
+                Outcome::Done => out.set(base + 1, COMPLETION_DONE)?,
+                Outcome::Bool(true) => out.set(base + 1, COMPLETION_TRUE)?,
+                Outcome::Bool(false) => out.set(base + 1, COMPLETION_FALSE)?,
+                Outcome::Miss => out.set(base + 1, COMPLETION_MISS)?,
                 Outcome::KeyspaceStats(pair) => {
-                    out.set(base + 1, 6)?;
+                    out.set(base + 1, COMPLETION_KEYSPACE)?;
                     if let Some((hits, misses)) = pair {
                         out.set(base + 2, hits as f64)?;
                         out.set(base + 3, misses as f64)?;
                     }
                 }
                 Outcome::Load(load) => {
-                    out.set(base + 1, 5)?;
+                    out.set(base + 1, COMPLETION_LOAD)?;
                     out.set(base + 2, load.lock_id.map_or(-1, i64::from))?;
                     if let Some(token) = load.token {
                         out.set(base + 3, token as f64)?;
                     }
                 }
                 Outcome::Refused { code, message } => {
-                    out.set(base + 1, 7)?;
+                    out.set(base + 1, COMPLETION_REFUSED)?;
                     out.set(base + 2, code)?;
                     out.set(base + 3, message)?;
                 }
                 Outcome::Hit(hit) => {
                     let slot = slots.next().flatten();
-                    out.set(base + 1, 4)?;
+                    out.set(base + 1, COMPLETION_HIT)?;
                     out.set(base + 2, slot.map_or(-1, |s| s as i64))?;
                     out.set(base + 3, hit.value_json())?;
                 }
