@@ -23,7 +23,6 @@ const { normalizeOptions } = require('./lib/options.js')
 const { ProblemReporter } = require('./lib/problems.js')
 const { kLatencies, kKeyspaceStats } = require('./lib/internal.js')
 
-
 // what a pending operation resolves with
 const OP_VOID = 0
 const OP_BOOL = 1
@@ -447,8 +446,7 @@ class MultiLevelCache {
     const ctx = new LoaderContext(options, this.#limits)
     let value
     try {
-      const seconds = options == null ? undefined : options.loaderTimeout
-      value = await this.#callLoader(key, loader, ctx, seconds === undefined ? this.#loaderTimeoutMs : Math.min(seconds * 1000, MAX_TIMER_MS))
+      value = await this.#callLoader(key, loader, ctx, options)
     } catch (e) {
       this.#native.recordLoader(true, (performance.now() - began) / 1000)
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
@@ -477,7 +475,10 @@ class MultiLevelCache {
    * Runs a loader (sync or async), rejecting with ERR_MLC_LOADER_TIMEOUT if it hangs, or with
    * ERR_MLC_CLOSED when close() ends first.
    */
-  #callLoader(key, loader, ctx, timeoutMs) {
+  #callLoader(key, loader, ctx, options) {
+    // the call's own bound, or the constructor's (a JS timer holds at most 2^31-1 ms)
+    const seconds = options == null ? undefined : options.loaderTimeout
+    const timeoutMs = seconds === undefined ? this.#loaderTimeoutMs : Math.min(seconds * 1000, MAX_TIMER_MS)
     let timer
     let abandon
     const timeout = new Promise((_, reject) => {

@@ -96,7 +96,7 @@ impl BusHandler for Shared {
 
     fn on_ack_request(&self, channel: &str, from: &str, seq: u64) {
         // on_event has applied the message to L1: confirm it (without holding up the bus)
-        let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) else {
+        let Some(l2) = self.l2() else {
             return;
         };
         Metrics::inc(&self.metrics.bus_acks_sent);
@@ -113,7 +113,7 @@ impl BusHandler for Shared {
     }
 
     fn on_clock(&self, clock: u64) {
-        if let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) {
+        if let Some(l2) = self.l2() {
             l2.learn_clock(clock);
         }
     }
@@ -122,7 +122,7 @@ impl BusHandler for Shared {
         if resubscribed {
             // messages may have been missed while disconnected: nothing in L1 can be trusted
             Metrics::inc(&self.metrics.bus_resubscriptions);
-            if let Some(l2) = self.acker.get().and_then(|w| w.upgrade()) {
+            if let Some(l2) = self.l2() {
                 l2.forget_clock();
             }
             self.settled_all();
@@ -132,6 +132,11 @@ impl BusHandler for Shared {
 }
 
 impl Shared {
+    /// The Redis layer, while the cache holds it (the bus handler keeps no strong reference).
+    fn l2(&self) -> Option<std::sync::Arc<crate::l2::L2>> {
+        self.acker.get().and_then(|w| w.upgrade())
+    }
+
     /// Queues several completions with at most one wake-up of the JS thread.
     pub(super) fn complete_many(&self, done: Vec<Completion>) {
         if done.is_empty() {

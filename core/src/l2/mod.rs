@@ -92,6 +92,17 @@ pub enum Discard {
     Unreadable,
 }
 
+impl Discard {
+    /// How the lookup scripts take it (`ARGV[3]`): the write's marker, `*`, or '' for none.
+    fn script_arg(discard: Option<Discard>) -> String {
+        match discard {
+            None => String::new(),
+            Some(Discard::Write(id)) => crate::codec::write_marker(id),
+            Some(Discard::Unreadable) => "*".to_string(),
+        }
+    }
+}
+
 /// The answer of [`L2::read_or_lock`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOrLock {
@@ -739,11 +750,7 @@ impl L2 {
         let mut inv = self.read_or_lock.key(self.keys.entry(key));
         inv.key(self.keys.lock(key)).key(self.keys.clock());
         inv.arg(token).arg(ttl.as_millis() as u64);
-        inv.arg(match discard {
-            None => String::new(),
-            Some(Discard::Write(id)) => crate::codec::write_marker(id),
-            Some(Discard::Unreadable) => "*".to_string(),
-        });
+        inv.arg(Discard::script_arg(discard));
         inv.arg(now_us());
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
         self.read_or_lock_reply(&reply)

@@ -124,11 +124,7 @@ impl L2 {
         let mut inv = self.read_or_lock_slot.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
         inv.arg(token).arg(ttl.as_millis() as u64);
-        inv.arg(match discard {
-            None => String::new(),
-            Some(Discard::Write(id)) => crate::codec::write_marker(id),
-            Some(Discard::Unreadable) => "*".to_string(),
-        });
+        inv.arg(Discard::script_arg(discard));
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
         // the script does not read the clock: the birth comes from what this process knows
         Ok(match self.read_or_lock_reply(&reply)? {
