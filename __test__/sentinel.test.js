@@ -122,7 +122,7 @@ test('redis.waitReplicas with Sentinel: a resolved set / del / invalidateTag is 
   const topo = await sentinelTopology(t)
   const make = caches(t)
   const prefix = uniquePrefix('sentinel-wait')
-  const a = make({ sentinel: { nodes: topo.nodes, name: topo.name }, prefix, redis: { waitReplicas: 1, waitTimeout: 2 } })
+  const a = make({ sentinel: { nodes: topo.nodes, name: topo.name }, prefix, redis: { waitReplicas: 1, waitTimeout: 5, commandTimeout: 5, connectTimeout: 5 } })
   await connected(a)
   const onReplica = client(topo.replica.url)
   onReplica.on('error', () => {})
