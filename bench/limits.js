@@ -105,6 +105,29 @@ function renderLimits(limits, results) {
   return out
 }
 
+/** The hot-path issue's targets measured against the limits (for the Targets table). */
+function limitTargets(limits, results, subject) {
+  if (!limits) return []
+  const median = (xs) => { const v = [...xs].sort((a, b) => a - b); return v.length ? v[Math.floor(v.length / 2)] : undefined }
+  const of = (id, caseId, metric) => {
+    const s = results.find((x) => x.scenario.id === id)
+    if (!s || !s.runs[caseId] || !s.runs[caseId][subject]) return undefined
+    return median(s.runs[caseId][subject].filter((x) => !x.error).map((x) => x[metric]))
+  }
+  const rows = []
+  for (const [caseId, label] of [['c64', '64 in flight'], ['c256', '256 in flight']]) {
+    const us = of('l2', caseId, 'mainUsPerOp')
+    if (us === undefined) continue
+    rows.push({ scenario: 'L2 hit (fresh instance)', label, required: `${subject} JS-thread CPU per read <= 3x \`JSON.parse\` of the value (${(3 * limits.jsonParseUs).toFixed(2)} µs)`,
+      measured: `${us.toFixed(2)} µs (${(us / limits.jsonParseUs).toFixed(1)}x)`, pass: us <= 3 * limits.jsonParseUs })
+  }
+  const miss = of('miss', 'c64', 'cpuUsPerOp')
+  if (miss !== undefined) {
+    rows.push({ scenario: 'Miss + load (cold keys)', label: '64 in flight', required: `${subject} process CPU per miss <= 30 µs`, measured: `${miss.toFixed(1)} µs`, pass: miss <= 30 })
+  }
+  return rows
+}
+
 if (require.main === module) {
   if (process.argv[2] === '--child') {
     jsLimits().then((r) => { process.send(r); process.exit(0) }, (e) => { console.error(e); process.exit(1) })
@@ -113,4 +136,4 @@ if (require.main === module) {
   }
 }
 
-module.exports = { measureLimits, renderLimits }
+module.exports = { measureLimits, renderLimits, limitTargets }

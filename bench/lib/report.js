@@ -4,7 +4,7 @@
 // with other measurements (stampede, propagation, outage, zipf, memory) render their own
 // table (`scenario.report(res, ctx)`) and targets (`scenario.targets(res, ctx)`).
 
-const { renderLimits } = require('../limits.js')
+const { renderLimits, limitTargets } = require('../limits.js')
 const { summary } = require('./stats.js')
 const plan = require('../plan.js')
 
@@ -78,6 +78,7 @@ function targetRows(r) {
       }
     }
   }
+  rows.push(...limitTargets(r.limits, r.results, r.subject))
   return rows
 }
 
