@@ -29,7 +29,8 @@ export interface SetOptions extends CacheOptions {
 export interface GetOrSetOptions extends SetOptions {
   /**
    * After a loader failure answered by the graced value, how long (seconds) that value keeps
-   * answering without calling the loader again. Overrides the constructor's. @default 5
+   * answering without calling the loader again; after a failed eager refresh, how long before
+   * the next one. Overrides the constructor's. @default 5
    */
   graceBackoff?: number
   /**
@@ -323,7 +324,7 @@ export interface CacheStats {
   staleServed: number
   /** Callers answered with the stale value because the lookup took longer than `softTimeout`. */
   softTimeouts: number
-  /** Loader failures answered with the value kept for its grace. */
+  /** Loader failures whose waiting callers were answered with the value kept for its grace. */
   failSafeActivations: number
   /** Lookups that went on after their callers were answered (soft timeouts, eager refreshes) and ended well. */
   backgroundRefreshes: number

@@ -57,6 +57,8 @@ const LATE_LOADER_GRACE_MS = 250
  * and Redis overlap (measured at 64 in flight: 16 beats 1, 8 and 32) */
 const READ_CHUNK = 16
 const MAX_TIMER_MS = 2 ** 31 - 1
+/** Keys whose failed eager refresh waits out graceBackoff, at most (beyond, they start again). */
+const MAX_REFRESH_BACKOFFS = 10000
 /** Slots of L1 hits recorded before they are replayed into the Rust L1's LRU order. */
 const READ_RING = 256
 /** One L1 hit in this many is recorded for the LRU order (a replayed read costs a moka lookup;
@@ -74,6 +76,7 @@ const READ_SAMPLE_MASK = 15
  * @property {boolean} refresh an eager refresh of a fresh entry
  * @property {boolean} background a caller was answered before it ended
  * @property {boolean} failed its loader failed (the fail-safe value may have answered)
+ * @property {number} waiting callers waiting for its value (not answered early)
  * @property {(() => void)[] | null} onStale callers waiting for a stale value past their soft timeout
  */
 
@@ -84,6 +87,7 @@ class MultiLevelCache {
   /** @type {Map<string, number>} key -> slot of the entries this process put in L1 */ #index = new Map()
   /** @type {Float64Array | null} the Rust L1's expiry table (shared memory) */ #expires = null
   /** @type {Float64Array | null} [l1 hits, l1 misses], read by the Rust side */ #counters = null
+  /** @type {Float64Array | null} [invalidation epoch, freed L1 slots waiting], written by the Rust side (core/src/shared_state.rs) */ #state = null
   #reads = new Uint32Array(READ_RING)
   #readCount = 0
   #readTick = 0
@@ -97,6 +101,7 @@ class MultiLevelCache {
    * a grace or an eager refresh; null until the first such entry */ #due = null
   /** per slot: when its L1 copy stops being fresh (it is kept past that for its grace) */ #freshUntil = null
   /** @type {Map<string, { value: unknown, until: number, epoch: number, tags: string[] | undefined }>} fail-safe values served without calling the loader (graceBackoff), by key */ #backoff = new Map()
+  /** @type {Map<string, number>} keys whose eager refresh failed: no new one before this time (graceBackoff) */ #refreshBackoff = new Map()
   /** the constructor's freshness defaults: grace, graceBackoff, softTimeout (s), eagerRefresh */ #freshness
   /** counters kept in JS (no crossing): stale answers, soft timeouts, fail-safe activations, background refreshes */ #fresh = { staleServed: 0, softTimeouts: 0, failSafeActivations: 0, backgroundRefreshes: 0, backgroundRefreshFailures: 0 }
   #l1Ttl
@@ -143,6 +148,7 @@ class MultiLevelCache {
       this.#expires = this.#native.expiryTable()
       this.#counters = this.#native.counterTable()
     }
+    this.#state = this.#native.stateTable()
     if (this.#hasL1 || this.#hasL2) {
       // reports the Redis problems the core noticed (at most a second late: not on every batch
       // of completions, which would cost the hot path a native call), also while no operation
@@ -223,6 +229,7 @@ class MultiLevelCache {
     const err = checkKey(key, this.#limits.maxKeyLength) || checkSetOptions(options, this.#limits)
     if (err !== undefined) return Promise.reject(err)
     this.#backoff.delete(key)
+    this.#refreshBackoff.delete(key)
     let stored
     try {
       stored = this.#store(key, value, options, 'value')
@@ -243,6 +250,7 @@ class MultiLevelCache {
     if (err !== undefined) return Promise.reject(err)
     this.#flights.delete(key)
     this.#backoff.delete(key)
+    this.#refreshBackoff.delete(key)
     const id = this.#id()
     const pending = this.#native.del(id, key)
     this.#clearFreed()
@@ -261,6 +269,7 @@ class MultiLevelCache {
     if (err !== undefined) return Promise.reject(err)
     this.#flights.delete(key)
     this.#backoff.delete(key)
+    this.#refreshBackoff.delete(key)
     const id = this.#id()
     const pending = this.#native.expire(id, key)
     this.#clearFreed()
@@ -325,6 +334,7 @@ class MultiLevelCache {
     this.#closed = true
     this.#index = new Map() // no more L1 hits
     this.#backoff.clear()
+    this.#refreshBackoff.clear()
     clearInterval(this.#timer)
     const id = this.#id()
     const pending = this.#native.close(id) ? this.#await(id, OP_VOID) : Promise.resolve()
@@ -415,6 +425,12 @@ class MultiLevelCache {
     if (!this.#closed) this.#index.set(key, slot)
   }
 
+  /** The invalidation epoch now (shared memory; a native call without it). */
+  #epoch() {
+    const state = this.#state
+    return state === null ? this.#native.epoch() : state[0]
+  }
+
   #id() {
     const id = this.#nextId
     this.#nextId = id >= 0xfffffff0 ? 1 : id + 1
@@ -479,7 +495,14 @@ class MultiLevelCache {
    * entry is stale (kept for its grace only: the caller looks it up afresh).
    */
   #dueHit(key, slot, loader, options) {
-    if (Date.now() >= this.#freshUntil[slot]) return undefined
+    const now = Date.now()
+    if (now >= this.#freshUntil[slot]) return undefined
+    const resting = this.#refreshBackoff.get(key)
+    if (resting !== undefined) {
+      // a refresh failed: the next one waits for graceBackoff (the value is still fresh)
+      if (resting > now) return this.#hit(slot)
+      this.#refreshBackoff.delete(key)
+    }
     if (loader !== undefined && !this.#flights.has(key) && !this.#closed) {
       const flight = this.#startFlight(key, loader, options, this.#staleOfL1(key, slot), true)
       flight.background = true
@@ -517,7 +540,7 @@ class MultiLevelCache {
       this.#backoff.delete(key)
     }
     const existing = this.#flights.get(key)
-    if (existing !== undefined && (existing.epoch === this.#native.epoch() ||
+    if (existing !== undefined && (existing.epoch === this.#epoch() ||
         !this.#native.invalidatedSince(existing.epoch, key, existing.tags))) {
       if (existing.stale === undefined && stale !== undefined) existing.stale = stale
       return this.#answer(key, existing, options)
@@ -530,9 +553,9 @@ class MultiLevelCache {
     const tags = options == null ? undefined : options.tags
     // where this lookup stands in the order of invalidations: a value loaded across one of its
     // key or tags is returned but not cached (it may predate the change)
-    const epoch = this.#native.epoch()
+    const epoch = this.#epoch()
     /** @type {Flight} */
-    const flight = { promise: undefined, epoch, tags, stale, refresh, background: false, failed: false, onStale: null }
+    const flight = { promise: undefined, epoch, tags, stale, refresh, background: false, failed: false, waiting: 0, onStale: null }
     flight.promise = this.#readThrough(key, loader, options, flight)
     this.#flights.set(key, flight)
     this.#lookups.add(flight.promise)
@@ -543,6 +566,14 @@ class MultiLevelCache {
       if (flight.background) {
         if (flight.failed) this.#fresh.backgroundRefreshFailures++
         else this.#fresh.backgroundRefreshes++
+      }
+      if (flight.refresh && flight.failed) {
+        const backoff = freshOption(options, 'graceBackoff', this.#freshness)
+        if (backoff > 0) {
+          // bounded: keys whose refresh failed within graceBackoff; beyond, start again
+          if (this.#refreshBackoff.size >= MAX_REFRESH_BACKOFFS) this.#refreshBackoff.clear()
+          this.#refreshBackoff.set(key, Date.now() + backoff * 1000)
+        }
       }
     }
     flight.promise.then(done, done)
@@ -556,11 +587,13 @@ class MultiLevelCache {
    */
   #answer(key, flight, options) {
     const soft = freshOption(options, 'softTimeout', this.#freshness)
-    if (soft === undefined) return flight.promise
     if (soft === 0) {
       const now = this.#usableStale(key, flight)
       if (now !== undefined) return this.#servedStale(flight, now)
     }
+    // a caller waiting for the lookup's value (which may be the fail-safe one)
+    flight.waiting++
+    if (soft === undefined) return flight.promise
     return new Promise((resolve, reject) => {
       let done = false
       let late = false
@@ -569,6 +602,7 @@ class MultiLevelCache {
         const value = this.#usableStale(key, flight)
         if (value === undefined) return
         done = true
+        flight.waiting--
         resolve(this.#servedStale(flight, value))
       }
       const timer = setTimeout(() => {
@@ -646,9 +680,12 @@ class MultiLevelCache {
       // fail-safe: the value kept for its grace answers, and keeps answering for graceBackoff
       // without calling the loader again
       flight.failed = true
-      this.#fresh.failSafeActivations++
-      // its callers get it (unless they all had their answer already)
-      if (!flight.background) this.#fresh.staleServed++
+      // its callers still waiting get it (an eager refresh or a lookup whose callers all had
+      // their answer already counts as a failed background refresh only)
+      if (flight.waiting > 0) {
+        this.#fresh.failSafeActivations++
+        this.#fresh.staleServed += flight.waiting
+      }
       const backoff = freshOption(options, 'graceBackoff', this.#freshness)
       if (backoff > 0) {
         this.#backoff.set(key, { value: stale, until: Date.now() + backoff * 1000, epoch: flight.epoch, tags: flight.stale.tags })
@@ -674,20 +711,21 @@ class MultiLevelCache {
     try {
       value = await this.#callLoader(key, loader, ctx, options)
     } catch (e) {
-      this.#native.recordLoader(true, (performance.now() - began) / 1000)
-      if (lockId !== NO_LOCK) this.#native.unlock(lockId)
+      // counted, and the lock released, in one native call
+      this.#native.loaded(lockId, true, (performance.now() - began) / 1000)
       throw e
     }
-    this.#native.recordLoader(false, (performance.now() - began) / 1000)
+    const seconds = (performance.now() - began) / 1000
     if (value === null || value === undefined || this.#closed || ctx.skipped) {
-      if (lockId !== NO_LOCK) this.#native.unlock(lockId)
+      this.#native.loaded(lockId, false, seconds)
       return value
     }
     let stored
     try {
-      stored = this.#store(key, value, ctx.options(), `the loader's value for key ${JSON.stringify(key)}`, load, flight.epoch)
+      // the loader's timing travels with its value (one native call)
+      stored = this.#store(key, value, ctx.options(), `the loader's value for key ${JSON.stringify(key)}`, load, flight.epoch, seconds)
     } catch (e) {
-      if (lockId !== NO_LOCK) this.#native.unlock(lockId)
+      this.#native.loaded(lockId, false, seconds)
       // too large to cache is the cache's limit, not the caller's problem: serve it uncached
       if (e.code === codes.VALUE_TOO_LARGE) return value
       throw e
@@ -722,7 +760,7 @@ class MultiLevelCache {
   }
 
   /** Serializes and writes a value; returns the L1 copy and the Promise of the Redis write. */
-  #store(key, value, options, what, load = LOAD_WITHOUT_REDIS, epoch = undefined) {
+  #store(key, value, options, what, load = LOAD_WITHOUT_REDIS, epoch = undefined, loaderSeconds = undefined) {
     const json = serialize(value, key, this.#limits.maxValueBytes, what)
     const ttl = options == null ? undefined : options.ttl
     const tags = options == null ? undefined : options.tags
@@ -730,7 +768,7 @@ class MultiLevelCache {
     const eager = freshOption(options, 'eagerRefresh', this.#freshness)
     const id = this.#id()
     this.#flushReads() // so eviction sees the latest reads
-    const r = this.#native.set(id, key, json, ttl, tags, load.lockId, epoch, load.token, grace, eager)
+    const r = this.#native.set(id, key, json, ttl, tags, load.lockId, epoch, load.token, grace, eager, loaderSeconds)
     const slot = Math.floor(r / 2) - 1
     const copy = JSON.parse(json)
     if (slot >= 0) {
@@ -748,6 +786,8 @@ class MultiLevelCache {
   }
 
   #clearFreed() {
+    // nothing to clear (shared memory says so): no native call
+    if (this.#state !== null && this.#state[1] === 0) return
     const freed = this.#native.takeFreed()
     if (freed === null) return
     const values = this.#values

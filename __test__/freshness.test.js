@@ -493,3 +493,25 @@ function pick(st) {
   const { staleServed, softTimeouts, failSafeActivations, backgroundRefreshes, backgroundRefreshFailures, loaderCalls, loaderErrors } = st
   return { staleServed, softTimeouts, failSafeActivations, backgroundRefreshes, backgroundRefreshFailures, loaderCalls, loaderErrors }
 }
+
+test('a failed eager refresh waits out graceBackoff before the next one', async (t) => {
+  const s = scope(t, { name: 'eager-backoff' })
+  const c = s.cache({ eagerRefresh: 0.2, graceBackoff: 600 })
+  let calls = 0
+  const loader = () => { calls++; if (calls > 1) throw new Error('down'); return 'v1' }
+  assert.equal(await c.getOrSet('k', loader, { ttl: 5 }), 'v1')
+  const env = await s.envelope('k')
+  assert.ok(await eventually(() => Date.now() >= env.r + 20, { timeoutMs: 5000 }))
+  assert.equal(await c.getOrSet('k', loader, { ttl: 5 }), 'v1')
+  assert.ok(await eventually(() => c.stats().backgroundRefreshFailures === 1))
+  // hits during the backoff: served, no new refresh
+  for (let i = 0; i < 50; i++) {
+    assert.equal(await c.getOrSet('k', loader, { ttl: 5 }), 'v1')
+    await new Promise((r) => setImmediate(r))
+  }
+  assert.equal(calls, 2)
+  assert.equal(c.stats().failSafeActivations, 0, 'no caller waited for the failed refresh')
+  // a write ends the backoff
+  await c.set('k', 'v2', { ttl: 5 })
+  assert.equal(await c.getOrSet('k', loader), 'v2')
+})

@@ -122,3 +122,20 @@ test('l1Expirations counts entries dropped by their TTL', async (t) => {
   assert.equal(done, true, `l1Expirations ${a.stats().l1Expirations}`)
   assert.equal(a.stats().l1Entries, 1)
 })
+
+test('stats() has exactly the fields CacheStats in index.d.ts declares, and every series registerMetrics reads exists', async (t) => {
+  const fs = require('node:fs')
+  const path = require('node:path')
+  const root = path.join(__dirname, '..')
+  const dts = fs.readFileSync(path.join(root, 'index.d.ts'), 'utf8')
+  const body = /export interface CacheStats \{([\s\S]*?)\n\}/.exec(dts)
+  assert.ok(body, 'index.d.ts declares CacheStats')
+  const declared = [...body[1].matchAll(/^ {2}(\w+): (number|boolean)$/gm)].map((m) => [m[1], m[2]])
+  const s = scope(t, { name: 'stats-shape' })
+  const st = s.cache().stats()
+  assert.deepEqual(Object.keys(st).sort(), declared.map(([f]) => f).sort(), 'stats() and CacheStats name the same fields')
+  for (const [f, type] of declared) assert.equal(typeof st[f], type, f)
+  // lib/metrics.js reads stats fields by name: each must exist
+  const metrics = fs.readFileSync(path.join(root, 'lib', 'metrics.js'), 'utf8')
+  for (const [, f] of metrics.matchAll(/\bs\.(\w+)/g)) assert.ok(f in st, `lib/metrics.js reads s.${f}, which stats() does not have`)
+})

@@ -26,7 +26,7 @@
 //!    results are queued in the core.
 //! 3. When the queue goes from empty to non-empty, the core calls a threadsafe function once;
 //!    on the JS thread, JS calls [`NativeCache::drain`] and settles every finished operation of
-//!    the batch. `drain` copies the batch's Redis hits into L1 (each unless an invalidation raced
+//!    the batch. `drain` has the core copy the batch's Redis hits into L1 (each unless an invalidation raced
 //!    with its read; one eviction pass for all) and returns the slot where JS stores each parsed
 //!    value.
 //! 4. With a loader (`getOrSet`), [`NativeCache::read_or_lock`] replaces step 2: one script
@@ -43,14 +43,15 @@
 //! - The tokio runtime (one worker thread, shared by all caches) runs every Redis command.
 //! - moka may drop entries on either thread; freed slots wait in the core until JS takes them
 //!   with [`NativeCache::take_freed`] and clears them, so a slot is never reused while it holds
-//!   a stale value.
+//!   a stale value. JS asks only when the state table ([`NativeCache::state_table`], shared
+//!   memory) says some wait; it reads the invalidation epoch there too, without a call.
 //! - The threadsafe function is *weak*: it is referenced only while operations are in flight,
 //!   so an idle cache (even one never closed) never keeps the process alive.
 
 use std::cell::Cell;
 use std::sync::Arc;
 
-use mlc_core::cache::{Cache, Freshness, LoadContext, Outcome, Started};
+use mlc_core::cache::{Cache, Freshness, LoadContext, Outcome, Started, StatValue};
 use mlc_core::config::{self, Config, Options};
 use mlc_core::error::{CacheError, ErrorClass};
 use mlc_core::metrics::{LatencyOutcome, LATENCY_BUCKETS};
@@ -155,91 +156,6 @@ pub struct NativeSettings {
     pub l1_ttl: f64,
     /// `l2.ttl` in seconds (0 when Redis is off).
     pub l2_ttl: f64,
-}
-
-/// Counters of one cache, read at call time.
-#[napi(object)]
-pub struct NativeStats {
-    /// L1 hits.
-    pub l1_hits: f64,
-    /// L1 misses.
-    pub l1_misses: f64,
-    /// Redis hits.
-    pub l2_hits: f64,
-    /// Redis misses (absent, unreadable or unreachable).
-    pub l2_misses: f64,
-    /// Loader calls.
-    pub loader_calls: f64,
-    /// Loader failures.
-    pub loader_errors: f64,
-    /// Values written.
-    pub sets: f64,
-    /// Deletes.
-    pub deletes: f64,
-    /// Tag invalidations.
-    pub tag_invalidations: f64,
-    /// `expire` calls.
-    pub expires: f64,
-    /// Failed or timed-out Redis commands.
-    pub redis_errors: f64,
-    /// Unreadable values found under the prefix.
-    pub redis_corrupt_values: f64,
-    /// Redis reads not copied into L1 because an invalidation raced with them.
-    pub l1_fills_skipped: f64,
-    /// Loader values not cached because their key or a tag was invalidated while loading.
-    pub loads_discarded: f64,
-    /// Live L1 entries.
-    pub l1_entries: f64,
-    /// L1 evictions (size bound).
-    pub l1_evictions: f64,
-    /// L1 expirations.
-    pub l1_expirations: f64,
-    /// Operations in flight.
-    pub pending_operations: f64,
-    /// Stampede locks taken.
-    pub lock_acquired: f64,
-    /// Misses that waited for another process's loader.
-    pub lock_waits: f64,
-    /// Waits that ended with the other process's value.
-    pub lock_wait_hits: f64,
-    /// Waits that ran out (`lock.wait`) and loaded anyway.
-    pub lock_wait_timeouts: f64,
-    /// Stampede locks held now.
-    pub locks_held: f64,
-    /// Bus messages published.
-    pub bus_sent: f64,
-    /// Bus messages received from other processes.
-    pub bus_received: f64,
-    /// Unreadable bus messages.
-    pub bus_malformed: f64,
-    /// Bus re-subscriptions after a lost connection (each clears L1).
-    pub bus_resubscriptions: f64,
-    /// Acknowledgements sent for other processes' invalidations.
-    pub bus_acks_sent: f64,
-    /// Writes and invalidations that stopped waiting for acknowledgements at `bus.ackTimeout`.
-    pub bus_ack_timeouts: f64,
-    /// Whether the bus is subscribed now.
-    pub bus_connected: bool,
-    /// Circuit breaker: 0 closed, 1 open, 2 half-open.
-    pub breaker_state: u32,
-    /// Times the breaker opened.
-    pub breaker_opened: f64,
-    /// Redis commands skipped while the breaker was open.
-    pub redis_skipped: f64,
-    /// Invalidations replayed after Redis came back.
-    pub replayed: f64,
-    /// Invalidations waiting for Redis to come back, counting one being replayed until Redis
-    /// answers it.
-    pub replays_pending: f64,
-    /// Times the replay queue overflowed and became one invalidation of the whole prefix.
-    pub replays_collapsed: f64,
-    /// Redis error replies (`OOM`, `BUSY`, `NOPERM`, ...), counted among `redis_errors`.
-    pub redis_refused: f64,
-    /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation.
-    pub invalidations_refused: f64,
-    /// Invalidations that `WAIT`ed for `redis.waitReplicas` replicas in vain (timed out, or
-    /// fewer replicas acknowledged).
-    pub replica_wait_timeouts: f64,
 }
 
 /// A Redis problem noticed by the core (see `core/src/problems.rs`).
@@ -460,6 +376,15 @@ impl NativeCache {
         shared_view(env, mem.counters, 2, mem.keep_alive)
     }
 
+    /// A view of the numbers JS reads instead of asking (`[epoch, freed slots waiting]`, see
+    /// `core/src/shared_state.rs`), or null when this runtime cannot share memory.
+    #[napi]
+    pub fn state_table<'env>(&self, env: &'env Env) -> Result<Option<Float64ArraySlice<'env>>> {
+        let table = self.inner.state_table();
+        let ptr = table.as_ptr();
+        shared_view(env, ptr, mlc_core::shared_state::LEN, table)
+    }
+
     /// L1 lookup without shared memory: the slot of a live entry, or -1.
     #[napi]
     pub fn l1_get(&self, key: String) -> i32 {
@@ -535,12 +460,6 @@ impl NativeCache {
         self.inner.l1_tags(&key)
     }
 
-    /// Releases a stampede lock without writing a value (the loader failed or returned nothing).
-    #[napi]
-    pub fn unlock(&self, lock_id: u32) {
-        self.inner.unlock(lock_id);
-    }
-
     /// Writes `json` under `key` (L1 now, Redis under operation `id`). For a loader's value:
     /// `lock_id` (when >= 0) is the stampede lock to release once Redis has it, and `load_epoch`
     /// the [`Self::epoch`] taken when the lookup began (a value loaded across an invalidation of
@@ -563,6 +482,7 @@ impl NativeCache {
         load_token: Option<f64>,
         grace_secs: Option<f64>,
         eager_refresh: Option<f64>,
+        loader_secs: Option<f64>,
     ) -> Result<f64> {
         let ttl = match ttl_secs {
             Some(s) => Some(config::ttl_from_secs(s).map_err(|e| throw(&env, &e))?),
@@ -582,6 +502,10 @@ impl NativeCache {
             token: load_token.map(|t| t as u64),
         };
         let tags = tags.unwrap_or_default();
+        if let Some(secs) = loader_secs {
+            // the loader that produced this value: counted with it (one crossing, not two)
+            self.record_loader(false, secs);
+        }
         let (slot, started) = self.inner.set(id, &key, json, fresh, tags, load);
         let pending = self.started(&env, started);
         let slot = slot.map_or(0.0, |s| s as f64 + 1.0);
@@ -635,24 +559,11 @@ impl NativeCache {
     /// `b`, `c` as for a load: another process is refreshing it).
     #[napi]
     pub fn drain<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
-        let mut completions = self.inner.take_completions();
-        // copy every hit of the batch into L1 first, evicting once for the whole batch
-        let mut slots = Vec::with_capacity(completions.len());
-        for c in &mut completions {
-            if let Outcome::Hit(hit) = &mut c.outcome {
-                let soft = hit.soft();
-                slots.push(
-                    hit.take_fill()
-                        .and_then(|f| self.inner.fill(f))
-                        .map(|s| (s, soft)),
-                );
-            }
-        }
-        self.inner.end_fills();
-        let mut slots = slots.into_iter();
+        // every hit of the batch is copied into L1 first, evicting once for the whole batch
+        let completions = self.inner.drain();
         let stride = COMPLETION_STRIDE as usize;
         let mut out = env.create_array((completions.len() * stride) as u32)?;
-        for (i, c) in completions.into_iter().enumerate() {
+        for (i, (c, filled)) in completions.into_iter().enumerate() {
             let base = (i * stride) as u32;
             out.set(base, c.id)?;
             match c.outcome {
@@ -691,11 +602,10 @@ impl NativeCache {
                     out.set(base + 3, message)?;
                 }
                 Outcome::Hit(hit) => {
-                    let filled = slots.next().flatten();
                     out.set(base + 1, COMPLETION_HIT)?;
-                    out.set(base + 2, filled.map_or(-1, |(s, _)| s as i64))?;
+                    out.set(base + 2, filled.map_or(-1, |f| f.slot as i64))?;
                     out.set(base + 3, hit.value_json())?;
-                    if let Some((_, Some((due, fresh)))) = filled {
+                    if let Some((due, fresh)) = filled.and_then(|f| f.soft) {
                         out.set(base + 4, due)?;
                         out.set(base + 5, fresh)?;
                     }
@@ -750,9 +660,19 @@ impl NativeCache {
         self.inner.clear_l1();
     }
 
-    /// Counts a loader call and the seconds its lookup and load took.
+    /// A loader call that produced no value to write (it failed, returned nothing or was
+    /// skipped): counts it with the seconds its lookup and load took, and releases its
+    /// stampede lock (`lock_id` >= 0) without writing a value.
     #[napi]
-    pub fn record_loader(&self, failed: bool, elapsed_secs: f64) {
+    pub fn loaded(&self, lock_id: i32, failed: bool, elapsed_secs: f64) {
+        self.record_loader(failed, elapsed_secs);
+        if let Ok(lock_id) = u32::try_from(lock_id) {
+            self.inner.unlock(lock_id);
+        }
+    }
+
+    /// Counts a loader call and the seconds its lookup and load took.
+    fn record_loader(&self, failed: bool, elapsed_secs: f64) {
         let elapsed = std::time::Duration::from_secs_f64(elapsed_secs.max(0.0));
         self.inner.record_loader(failed, elapsed);
     }
@@ -784,52 +704,19 @@ impl NativeCache {
         }
     }
 
-    /// Counters and sizes.
-    #[napi]
-    pub fn stats(&self) -> NativeStats {
-        let s = self.inner.stats();
-        let c = s.counters;
-        NativeStats {
-            l1_hits: s.l1_hits as f64,
-            l1_misses: s.l1_misses as f64,
-            l2_hits: c.l2_hits as f64,
-            l2_misses: c.l2_misses as f64,
-            loader_calls: c.loader_calls as f64,
-            loader_errors: c.loader_errors as f64,
-            sets: c.sets as f64,
-            deletes: c.deletes as f64,
-            tag_invalidations: c.tag_invalidations as f64,
-            expires: c.expires as f64,
-            redis_errors: s.l2.errors as f64,
-            redis_corrupt_values: c.redis_corrupt_values as f64,
-            l1_fills_skipped: c.l1_fills_skipped as f64,
-            loads_discarded: c.loads_discarded as f64,
-            l1_entries: s.l1_entries as f64,
-            l1_evictions: s.l1_evictions as f64,
-            l1_expirations: s.l1_expirations as f64,
-            pending_operations: s.pending_operations as f64,
-            lock_acquired: c.lock_acquired as f64,
-            lock_waits: c.lock_waits as f64,
-            lock_wait_hits: c.lock_wait_hits as f64,
-            lock_wait_timeouts: c.lock_wait_timeouts as f64,
-            locks_held: s.locks_held as f64,
-            bus_sent: c.bus_sent as f64,
-            bus_received: c.bus_received as f64,
-            bus_malformed: c.bus_malformed as f64,
-            bus_resubscriptions: c.bus_resubscriptions as f64,
-            bus_acks_sent: c.bus_acks_sent as f64,
-            bus_ack_timeouts: c.bus_ack_timeouts as f64,
-            bus_connected: s.bus_connected,
-            breaker_state: s.breaker as u32,
-            breaker_opened: s.l2.breaker_opened as f64,
-            redis_skipped: s.l2.skipped as f64,
-            replayed: s.l2.replayed as f64,
-            replays_pending: s.l2.replays_pending as f64,
-            replays_collapsed: s.l2.replays_collapsed as f64,
-            redis_refused: s.l2.refused as f64,
-            invalidations_refused: c.invalidations_refused as f64,
-            replica_wait_timeouts: s.l2.replica_wait_timeouts as f64,
+    /// Counters and sizes: an object with one property per statistic, named as
+    /// `mlc_core::cache::Stats::fields` names them (the one list; `CacheStats` in `index.d.ts`
+    /// is checked against it).
+    #[napi(ts_return_type = "Record<string, number | boolean>")]
+    pub fn stats<'env>(&self, env: &'env Env) -> Result<Object<'env>> {
+        let mut out = Object::new(env)?;
+        for (name, value) in self.inner.stats().fields() {
+            match value {
+                StatValue::Number(v) => out.set(name, v)?,
+                StatValue::Bool(b) => out.set(name, b)?,
+            }
         }
+        Ok(out)
     }
 
     /// Stops using Redis once in-flight operations end. Returns whether a completion follows.

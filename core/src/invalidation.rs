@@ -131,9 +131,25 @@ pub struct InvalidationLog {
     recent: Mutex<Recent>,
     /// keyed per log, so names cannot be crafted to collide
     hasher: ahash::RandomState,
+    /// where the epoch is published for JavaScript (see [`crate::shared_state`])
+    mirror: Option<std::sync::Arc<crate::shared_state::StateTable>>,
 }
 
 impl InvalidationLog {
+    /// An empty log that publishes its epoch in `mirror`.
+    pub fn with_mirror(mirror: std::sync::Arc<crate::shared_state::StateTable>) -> Self {
+        InvalidationLog {
+            mirror: Some(mirror),
+            ..Self::default()
+        }
+    }
+
+    fn publish(&self, epoch: u64) {
+        if let Some(m) = &self.mirror {
+            m.set(crate::shared_state::EPOCH, epoch);
+        }
+    }
+
     /// An empty log.
     pub fn new() -> Self {
         Self::default()
@@ -182,6 +198,7 @@ impl InvalidationLog {
     pub fn all(&self) {
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.publish(e);
         self.tag_epoch.store(e, Ordering::Release);
         recent.forget_all(e);
     }
@@ -196,6 +213,7 @@ impl InvalidationLog {
         let name = self.hasher.hash_one(name);
         let mut recent = self.recent.lock();
         let e = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        self.publish(e);
         if is_tag {
             self.tag_epoch.store(e, Ordering::Release);
         }

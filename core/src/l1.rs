@@ -101,6 +101,8 @@ struct Shared {
     /// when the expirer plans to wake next (Unix ms); an earlier deadline wakes it
     scheduled: AtomicU64,
     wake: tokio::sync::Notify,
+    /// where the count of slots waiting for `take_freed` is published for JavaScript
+    state: Option<Arc<crate::shared_state::StateTable>>,
 }
 
 impl Shared {
@@ -141,6 +143,13 @@ impl Shared {
         slots.keys[meta.slot as usize] = None;
         slots.to_clear.push(meta.slot);
         slots.live -= 1;
+        self.publish_freed(slots.to_clear.len());
+    }
+
+    fn publish_freed(&self, n: usize) {
+        if let Some(state) = &self.state {
+            state.set(crate::shared_state::FREED, n as u64);
+        }
     }
 
     fn counter(&self, i: usize) -> u64 {
@@ -251,6 +260,14 @@ fn now_ms() -> f64 {
 impl L1 {
     /// An empty L1 holding at most `max_entries` entries.
     pub fn new(max_entries: u64) -> Self {
+        Self::with_state(max_entries, None)
+    }
+
+    /// [`L1::new`], publishing the count of slots waiting for [`L1::take_freed`] in `state`.
+    pub fn with_state(
+        max_entries: u64,
+        state: Option<Arc<crate::shared_state::StateTable>>,
+    ) -> Self {
         // live entries <= max and slots waiting for JS <= max: two per entry always suffice
         let capacity = (max_entries as usize) * 2 + 16;
         // Reserved, not touched: pages cost memory once used. Grown by doubling instead, a full
@@ -269,6 +286,7 @@ impl L1 {
             deadlines: Mutex::new(BinaryHeap::with_capacity(max_entries as usize)),
             scheduled: AtomicU64::new(u64::MAX),
             wake: tokio::sync::Notify::new(),
+            state,
         });
         let listener_shared = shared.clone();
         let cache = Cache::builder()
@@ -602,6 +620,7 @@ impl L1 {
         }
         let freed = std::mem::take(&mut slots.to_clear);
         slots.reusable.extend_from_slice(&freed);
+        self.shared.publish_freed(0);
         freed
     }
 

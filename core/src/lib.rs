@@ -43,4 +43,5 @@ pub mod metrics;
 pub mod problems;
 pub mod replay;
 pub mod runtime;
+pub mod shared_state;
 pub mod tag_versions;

@@ -23,6 +23,13 @@ macro_rules! counters {
                 MetricsSnapshot { $( $name: self.$name.load(Ordering::Relaxed), )* }
             }
         }
+
+        impl MetricsSnapshot {
+            /// Every counter with its name (snake case), in declaration order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![ $( (stringify!($name), self.$name), )* ]
+            }
+        }
     };
 }
 

@@ -50,6 +50,7 @@ use crate::l1::L1;
 use crate::l2::{L2Counters, L2Error, L2};
 use crate::lock::{random_token, random_u64, HeldLocks, Waiters};
 use crate::metrics::{HistogramSnapshot, Latencies, LatencyOutcome, Metrics, MetricsSnapshot};
+use crate::shared_state::StateTable;
 use crate::tag_versions::TagVersions;
 
 pub use completion::{Completion, Fill, Freshness, Hit, LoadContext, Notifier, Outcome, Started};
@@ -61,6 +62,79 @@ use read_batcher::{run_read_batcher, PendingRead, ReadQueue};
 use shared::Shared;
 use tag_check::judge;
 use write_barrier::WriteBarrier;
+
+/// One value of [`Stats::fields`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatValue {
+    /// A count or a size.
+    Number(f64),
+    /// A yes/no state.
+    Bool(bool),
+}
+
+impl Stats {
+    /// Every statistic under its public (JavaScript) name: the one list the binding turns into
+    /// `stats()`'s object; `index.d.ts` (`CacheStats`) is checked against it by a test.
+    pub fn fields(&self) -> Vec<(String, StatValue)> {
+        use StatValue::{Bool, Number};
+        let n = |v: u64| Number(v as f64);
+        let mut out: Vec<(String, StatValue)> = vec![
+            ("l1Hits".into(), n(self.l1_hits)),
+            ("l1Misses".into(), n(self.l1_misses)),
+        ];
+        out.extend(
+            self.counters
+                .fields()
+                .into_iter()
+                .map(|(name, v)| (camel_case(name), n(v))),
+        );
+        let l2 = &self.l2;
+        out.extend([
+            ("redisErrors".into(), n(l2.errors)),
+            ("redisRefused".into(), n(l2.refused)),
+            ("redisSkipped".into(), n(l2.skipped)),
+            ("replicaWaitTimeouts".into(), n(l2.replica_wait_timeouts)),
+            ("breakerOpened".into(), n(l2.breaker_opened)),
+            ("replayed".into(), n(l2.replayed)),
+            ("replaysPending".into(), n(l2.replays_pending)),
+            ("replaysCollapsed".into(), n(l2.replays_collapsed)),
+            ("l1Entries".into(), n(self.l1_entries)),
+            ("l1Evictions".into(), n(self.l1_evictions)),
+            ("l1Expirations".into(), n(self.l1_expirations)),
+            ("pendingOperations".into(), n(self.pending_operations)),
+            ("locksHeld".into(), n(self.locks_held)),
+            ("busConnected".into(), Bool(self.bus_connected)),
+            ("breakerState".into(), Number(self.breaker as u32 as f64)),
+        ]);
+        out
+    }
+}
+
+/// `snake_case` -> `camelCase` (`l2_hits` -> `l2Hits`).
+fn camel_case(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where [`Cache::drain`] copied a Redis hit into L1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Filled {
+    /// The L1 slot JS stores the value at.
+    pub slot: u32,
+    /// For an entry with a grace or an eager refresh: (due, fresh until), Unix ms.
+    pub soft: Option<(f64, f64)>,
+}
 
 /// Counters and sizes of a cache at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,13 +183,18 @@ impl Cache {
     /// Builds a cache. Redis (if configured) is connected in the background right away, and
     /// the bus subscribes; the first command waits for both within `redis.connectTimeout`.
     pub fn new(config: Config, rt: Handle, notify: Notifier) -> Result<Cache, L2Error> {
+        let state = Arc::new(StateTable::default());
         let shared = Arc::new(Shared {
-            l1: config.l1.as_ref().map(|c| Arc::new(L1::new(c.max_entries))),
+            l1: config
+                .l1
+                .as_ref()
+                .map(|c| Arc::new(L1::with_state(c.max_entries, Some(state.clone())))),
             queue: Mutex::new(Vec::new()),
             notify,
             metrics: Metrics::default(),
             latencies: Latencies::default(),
-            log: InvalidationLog::new(),
+            log: InvalidationLog::with_mirror(state.clone()),
+            state,
             coherence: Mutex::new(()),
             waiters: Waiters::default(),
             in_flight: AtomicUsize::new(0),
@@ -409,6 +488,11 @@ impl Cache {
         Started::Pending
     }
 
+    /// The table of numbers JS reads from shared memory (see [`crate::shared_state`]).
+    pub fn state_table(&self) -> Arc<StateTable> {
+        self.shared.state.clone()
+    }
+
     /// A token for "now" in the invalidation order: pass it back in [`LoadContext::since`].
     pub fn epoch(&self) -> u64 {
         self.shared.log.epoch()
@@ -450,6 +534,30 @@ impl Cache {
     /// Every completion queued so far.
     pub fn take_completions(&self) -> Vec<Completion> {
         std::mem::take(&mut *self.shared.queue.lock())
+    }
+
+    /// Every completion queued so far, each Redis hit among them copied into L1 first (unless
+    /// an invalidation raced with its read), with one eviction pass for the whole batch: what
+    /// the JS thread settles in one go. Returns, per completion, the L1 slot where JS stores
+    /// the hit's value and, for an entry with a grace or an eager refresh, when its copy stops
+    /// being a plain hit and its fresh expiry (see [`Hit::soft`]).
+    pub fn drain(&self) -> Vec<(Completion, Option<Filled>)> {
+        let completions = self.take_completions();
+        let mut out = Vec::with_capacity(completions.len());
+        for mut c in completions {
+            let filled = match &mut c.outcome {
+                Outcome::Hit(hit) => {
+                    let soft = hit.soft();
+                    hit.take_fill()
+                        .and_then(|f| self.fill(f))
+                        .map(|slot| Filled { slot, soft })
+                }
+                _ => None,
+            };
+            out.push((c, filled));
+        }
+        self.end_fills();
+        out
     }
 
     /// L1 slots whose values must be cleared now (see [`crate::l1`]).

@@ -54,6 +54,8 @@ pub(super) struct Shared {
     pub(super) tag_versions: TagVersions,
     /// Program order of the writes and deletes of each key.
     pub(super) key_order: KeyOrder,
+    /// numbers JS reads from shared memory (epoch, freed slots)
+    pub(super) state: Arc<crate::shared_state::StateTable>,
 }
 
 /// How long a write waits for acknowledgements after the previous one timed out, until one gets
