@@ -309,6 +309,8 @@ async function main() {
           const order = rep % 2 === 0 ? names : [...names].reverse()
           for (const name of order) {
             if (interrupted) break
+            // a case that names its systems (`case.systems`, keyed by name) runs only those
+            if (c.systems && !Object.prototype.hasOwnProperty.call(c.systems, name)) continue
             if (cfg.flushBeforeRun) {
               try {
                 await flushScenario(clustered)
