@@ -23,6 +23,7 @@ const SCENARIOS = {
   propagation: './propagation.js',
   outage: './redis-outage.js',
   zipf: './zipf-mix.js',
+  slowdb: './slow-db.js',
   cluster: './cluster.js',
   memory: './memory.js',
 }
