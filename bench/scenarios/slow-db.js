@@ -240,6 +240,8 @@ module.exports = {
           continue
         }
         const i = zipf()
+        // the last answer on this key before this call started (a value a cache with grace holds)
+        const okBefore = lastOkAt[i]
         try {
           const v = await call(`db:${i}`, () => load(i), cfg.ttl)
           const end = nowMs()
@@ -255,7 +257,7 @@ module.exports = {
           if (isDbError(e)) {
             callerErrors++
             if (measured) callerErrorsMeasured++
-            if (lastOkAt[i] > 0 && start - lastOkAt[i] <= graceMs) errorsWithGraced++
+            if (okBefore > 0 && start - okBefore <= graceMs) errorsWithGraced++
           } else {
             otherErrors++
             if (!firstOtherError) firstOtherError = String((e && e.message) || e).slice(0, 200)
