@@ -128,7 +128,7 @@ module.exports = {
       `One process per run (Redis flushed before it), ${cfg.inflight} async workers in a closed loop of \`getOrSet\` calls. Keys are drawn from a Zipf distribution (s = ${cfg.s})`,
       `over ${cfg.keys.toLocaleString('en-US')} keys; the loader is a simulated database: it answers after **${cfg.loaderMs} ms** (a timer) with the key's 1 KiB value,`,
       `and **${cfg.failShare * 100} %** of its calls throw after that time instead. Every entry is written with **ttl ${cfg.ttl} s**, so entries expire during the run.`,
-      `${cfg.warmMs / 1000} s of warm-up (not counted), then **${cfg.durationMs / 1000} s measured**; one repeat by default (the scenario takes about 45 s), \`--repeats\` for more.`,
+      `${cfg.warmMs / 1000} s of warm-up (not counted), then **${cfg.durationMs / 1000} s measured**; one repeat by default (the scenario takes about 35 s), \`--repeats\` for more.`,
       `**Hot keys**: the ${cfg.hotKeys} most popular (the top ${((cfg.hotKeys / cfg.keys) * 100).toFixed(0)} %, about half of the reads).`,
       `**L1-hit reference**: ${(cfg.refShare * 100).toFixed(0)} % of the calls read one of ${cfg.refKeys} other keys, cached for ${cfg.refTtl} s and first read in the warm-up, whose loader never fails:`,
       'L1 hits of the same system in the same process under the same load, the basis of the hot-key target (the L1 hit scenario measures hits without the loads around them).',
