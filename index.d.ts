@@ -15,14 +15,51 @@ export interface CacheOptions {
   tags?: string[]
 }
 
-/** Options of one `getOrSet` call: those of `set`, plus the loader's bound. */
-export interface GetOrSetOptions extends CacheOptions {
+/** Options of one `set` call: those of every entry, plus its grace. */
+export interface SetOptions extends CacheOptions {
+  /**
+   * How long past its `ttl` the entry is kept, in L1 and in Redis, as the fail-safe copy
+   * served when a fresh value cannot be had (the loader throws or times out). Overrides the
+   * constructor's `grace`; `0` keeps nothing. `del`/`invalidateTag` still remove it at once.
+   */
+  grace?: number
+}
+
+/** Options of one `getOrSet` call: those of `set`, plus the loader's bounds and freshness. */
+export interface GetOrSetOptions extends SetOptions {
+  /**
+   * After a loader failure answered by the graced value, how long (seconds) that value keeps
+   * answering without calling the loader again. Overrides the constructor's. @default 5
+   */
+  graceBackoff?: number
+  /**
+   * When a graced value exists and the lookup (Redis wait and loader) takes longer than this,
+   * answer with the graced value and let the loader finish in the background, filling both
+   * layers. `0` is stale-while-revalidate. Overrides the constructor's. @default undefined (off)
+   */
+  softTimeout?: number
+  /**
+   * A fraction of the `ttl` (0 < x < 1): a hit after it starts one background refresh, one
+   * across all processes (the stampede lock), so readers of a hot key never miss. Overrides the
+   * constructor's. @default undefined (off)
+   */
+  eagerRefresh?: number
   /**
    * This call's hard bound on its loader, in seconds (overrides the constructor's
    * `loaderTimeout`): past it the callers reject with `ERR_MLC_LOADER_TIMEOUT` and nothing is
    * cached. Concurrent calls for the key share the first call's loader and its bound.
    */
   loaderTimeout?: number
+}
+
+/** Options of `invalidateTag`. */
+export interface InvalidateTagOptions {
+  /**
+   * `'delete'` (default): the entries are never served again, grace or not. `'expire'`: they
+   * become stale in every process: the next read loads afresh, and the old values remain only
+   * as fail-safe copies within their grace (entries without grace are gone).
+   */
+  mode?: 'delete' | 'expire'
 }
 
 /** The interface of the article's layers, kept so code written against it keeps working. */
@@ -49,6 +86,11 @@ export interface LoaderContext {
   setTags(tags: string[]): void
   /** Returns the value to every waiting caller without caching it (neither L1 nor Redis). */
   skip(): void
+  /**
+   * The value cached before, kept past its ttl for its grace (or due for an eager refresh),
+   * or `undefined`.
+   */
+  readonly stale: unknown
 }
 
 /** Supplies the value of a key on a full miss. May return a value or a Promise; may throw. */
@@ -119,6 +161,18 @@ export interface MultiLevelCacheOptions {
    * is released. @default 30
    */
   loaderTimeout?: number
+  /**
+   * Default of every write: how long past its `ttl` an entry is kept, in L1 and in Redis, to
+   * be served when a fresh value cannot be had (the loader throws or times out, or Redis and
+   * the loader both fail). See the README's "Freshness". @default 0 (off)
+   */
+  grace?: number
+  /** Default of `getOrSet`'s `graceBackoff`, in seconds. @default 5 */
+  graceBackoff?: number
+  /** Default of `getOrSet`'s `softTimeout`, in seconds. @default undefined (off) */
+  softTimeout?: number
+  /** Default of `getOrSet`'s `eagerRefresh` (and of `set`'s), a fraction of the ttl. @default undefined (off) */
+  eagerRefresh?: number
   /** The in-process layer, or `false` for none. */
   l1?: {
     /**
@@ -263,6 +317,18 @@ export interface CacheStats {
   deletes: number
   /** `invalidateTag` calls. */
   tagInvalidations: number
+  /** `expire` calls. */
+  expires: number
+  /** Answers with a value kept past its ttl for its grace (soft timeouts, fail-safe, graceBackoff). */
+  staleServed: number
+  /** Callers answered with the stale value because the lookup took longer than `softTimeout`. */
+  softTimeouts: number
+  /** Loader failures answered with the value kept for its grace. */
+  failSafeActivations: number
+  /** Lookups that went on after their callers were answered (soft timeouts, eager refreshes) and ended well. */
+  backgroundRefreshes: number
+  /** Of those, the ones whose loader failed (the graced value stayed in place). */
+  backgroundRefreshFailures: number
   /** Redis commands that failed or timed out. */
   redisErrors: number
   /** Unreadable values found under the prefix (treated as misses). */
@@ -419,26 +485,38 @@ export declare class MultiLevelCache implements BaseCache {
    * with `ERR_MLC_INVALID_VALUE` (nothing written) for a value JSON cannot carry or writes as
    * `null`: `null`, `undefined`, `NaN`, `±Infinity`, an invalid `Date`.
    */
-  set<T>(key: string, value: T, options?: CacheOptions): Promise<void>
+  set<T>(key: string, value: T, options?: SetOptions): Promise<void>
   /**
    * Removes the key from L1 and Redis, and from every other process's L1 before resolving.
    * Rejects with `ERR_MLC_REDIS_REFUSED` when Redis refused it (`BUSY` past the retry bound,
    * `NOPERM`, ...): it is then retried until Redis applies it.
    */
   del(key: string): Promise<void>
-  /** Whether the key is cached in L1 or Redis (the loader is not consulted). */
+  /**
+   * Marks the key stale in every process before resolving: the next read loads afresh, and the
+   * old value remains only as the fail-safe copy within its grace (an entry without grace is
+   * deleted). Rejects like `del`.
+   */
+  expire(key: string): Promise<void>
+  /**
+   * Whether a fresh value of the key is cached in L1 or Redis (the loader is not consulted; a
+   * value kept for its grace does not count).
+   */
   exists(key: string): Promise<boolean>
   /**
-   * Cache-aside read: L1, then Redis, then `loader(key)`, whose result is written to both
-   * layers with `options`. Concurrent calls for one key share one loader call. A loader result
-   * of `null`/`undefined` is returned and not cached.
+   * Cache-aside read: L1, then Redis, then `loader(key, ctx)`, whose result is written to both
+   * layers with `options`. Concurrent calls for one key share one loader call, across
+   * processes. A loader result of `null`/`undefined` is returned and not cached. With a grace,
+   * a loader failure is answered by the graced value (fail-safe), and `softTimeout` answers
+   * with it when the loader is slow.
    */
   getOrSet<T>(key: string, loader: Loader<T>, options?: GetOrSetOptions): Promise<T>
   /**
    * Makes every entry tagged `tag` a miss, in Redis (O(1), whatever the tag's size) and in
-   * every process's L1, before resolving. Rejects with `ERR_MLC_REDIS_REFUSED` like `del`.
+   * every process's L1, before resolving. With `{ mode: 'expire' }` they are stale instead:
+   * kept as fail-safe copies within their grace. Rejects with `ERR_MLC_REDIS_REFUSED` like `del`.
    */
-  invalidateTag(tag: string): Promise<void>
+  invalidateTag(tag: string, options?: InvalidateTagOptions): Promise<void>
   /** Counters: hits and misses per layer, loader calls, sizes, ratios. */
   stats(): CacheStats
   /**

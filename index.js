@@ -8,17 +8,27 @@
 // the slot (Rust writes 0 the moment it drops an entry or its time is about to be up, on any
 // thread; only short TTLs are also checked against the clock). See "The shared expiry table"
 // in core/src/l1.rs.
+//
+// Freshness (grace, eager refresh): an entry with a grace stays in L1 (and Redis) past its ttl
+// as the fail-safe copy; `#due[slot]` says when its L1 copy stops being a plain hit (its eager
+// refresh time, or its ttl), `#freshUntil[slot]` when it stops being fresh. An entry without
+// either has `#due[slot]` 0 and its hit reads no clock. Past `#due` a fresh entry is still
+// served and starts one background refresh; a stale one is looked up afresh, with its value as
+// the lookup's fail-safe (`Flight.stale`).
 
 const {
   NativeCache,
+  COMPLETION_STRIDE: STRIDE,
   COMPLETION_TRUE: TRUE,
+  COMPLETION_MISS: MISS,
   COMPLETION_HIT: HIT,
   COMPLETION_LOAD: LOAD,
   COMPLETION_KEYSPACE: KEYSPACE,
   COMPLETION_REFUSED: REFUSED,
+  COMPLETION_STALE: STALE,
 } = require('./binding.js')
 const { codes, mlcError } = require('./lib/errors.js')
-const { checkKey, checkCacheOptions, checkGetOrSetOptions, checkTag, serialize } = require('./lib/validate.js')
+const { checkKey, checkCacheOptions, checkGetOrSetOptions, checkSetOptions, checkInvalidateOptions, checkTag, serialize } = require('./lib/validate.js')
 const { normalizeOptions } = require('./lib/options.js')
 const { ProblemReporter } = require('./lib/problems.js')
 const { kLatencies, kKeyspaceStats } = require('./lib/internal.js')
@@ -34,6 +44,8 @@ const OP_KEYSPACE = 4
 const NO_LOCK = -1
 /** What a locking read resolves with when Redis could not be asked. */
 const LOAD_WITHOUT_REDIS = { lockId: NO_LOCK, token: undefined }
+/** What an eager refresh's locking read resolves with when it leaves the refresh to another process. */
+const LEFT_TO_OTHERS = { left: true }
 
 const MAINTENANCE_MS = 1000
 /** How long close() lets lookups in flight (and their loaders) finish before rejecting the
@@ -52,6 +64,18 @@ const READ_RING = 256
 const READ_SAMPLE_MASK = 15
 
 /** @typedef {{ kind: number, resolve: (v: any) => void, key?: string }} PendingOp */
+/** @typedef {{ value: unknown, until: number, tags: string[] | undefined }} Stale a value kept past its ttl for its grace (or due for an eager refresh), with when it is dropped and its tags */
+/**
+ * @typedef {object} Flight one lookup of a key (Redis, then the loader), shared by its callers
+ * @property {Promise<unknown>} promise its value
+ * @property {number} epoch the invalidation epoch it began at
+ * @property {string[] | undefined} tags the tags its first caller named
+ * @property {Stale | undefined} stale the fail-safe value, once known
+ * @property {boolean} refresh an eager refresh of a fresh entry
+ * @property {boolean} background a caller was answered before it ended
+ * @property {boolean} failed its loader failed (the fail-safe value may have answered)
+ * @property {(() => void)[] | null} onStale callers waiting for a stale value past their soft timeout
+ */
 
 class MultiLevelCache {
   /** @type {NativeCache} */ #native
@@ -68,7 +92,14 @@ class MultiLevelCache {
   #batchIds = []
   #batchKeys = []
   #batchScheduled = false
-  /** @type {Map<string, { promise: Promise<unknown>, epoch: number, tags?: string[] }>} single-flight lookups, by key, with the invalidation epoch they began at */ #flights = new Map()
+  /** @type {Map<string, Flight>} single-flight lookups, by key */ #flights = new Map()
+  /** per slot: when its L1 copy stops being a plain hit (Unix ms; 0: never), for entries with
+   * a grace or an eager refresh; null until the first such entry */ #due = null
+  /** per slot: when its L1 copy stops being fresh (it is kept past that for its grace) */ #freshUntil = null
+  /** @type {Map<string, { value: unknown, until: number, epoch: number, tags: string[] | undefined }>} fail-safe values served without calling the loader (graceBackoff), by key */ #backoff = new Map()
+  /** the constructor's freshness defaults: grace, graceBackoff, softTimeout (s), eagerRefresh */ #freshness
+  /** counters kept in JS (no crossing): stale answers, soft timeouts, fail-safe activations, background refreshes */ #fresh = { staleServed: 0, softTimeouts: 0, failSafeActivations: 0, backgroundRefreshes: 0, backgroundRefreshFailures: 0 }
+  #l1Ttl
   #nextId = 1
   #closed = false
   /** @type {Promise<void> | undefined} */ #closing
@@ -89,8 +120,9 @@ class MultiLevelCache {
    * @param {import('./index').MultiLevelCacheOptions} [options]
    */
   constructor(options) {
-    const { native, loader, logger } = normalizeOptions(options)
+    const { native, loader, logger, freshness } = normalizeOptions(options)
     this.#loader = loader
+    this.#freshness = freshness
     this.#problems = new ProblemReporter(logger)
     this.#native = new NativeCache(native, () => this.#drain())
     const s = this.#native.settings()
@@ -105,6 +137,7 @@ class MultiLevelCache {
     }
     // a JS timer holds at most 2^31-1 ms (~24.8 days); longer timeouts wait that long
     this.#loaderTimeoutMs = Math.min(s.loaderTimeout * 1000, MAX_TIMER_MS)
+    this.#l1Ttl = s.l1Ttl
     this.prefix = s.prefix
     if (this.#hasL1) {
       this.#expires = this.#native.expiryTable()
@@ -133,21 +166,30 @@ class MultiLevelCache {
    */
   get(key) {
     const slot = this.#index.get(key)
-    if (slot !== undefined && this.#live(key, slot)) return this.#hit(slot)
+    let stale
+    if (slot !== undefined && this.#live(key, slot)) {
+      const due = this.#due
+      const d = due === null ? 0 : due[slot]
+      if (!(d > 0) || d > Date.now()) return this.#hit(slot)
+      const hit = this.#dueHit(key, slot, this.#loader, undefined)
+      if (hit !== undefined) return hit
+      stale = this.#staleOfL1(key, slot)
+    }
     if (this.#closed) return closedError()
     const err = checkKey(key, this.#limits.maxKeyLength)
     if (err !== undefined) return Promise.reject(err)
     this.#missL1()
-    if (this.#loader !== undefined) return this.#flight(key, this.#loader, undefined)
+    if (this.#loader !== undefined) return this.#flight(key, this.#loader, undefined, stale)
     return this.#readL2(key)
   }
 
   /**
-   * Cache-aside read: like `get`, but `loader(key)` supplies the value on a miss (once per key
-   * at a time in this process) and its result is written to both layers.
+   * Cache-aside read: like `get`, but `loader(key, ctx)` supplies the value on a miss (once per
+   * key at a time across processes) and its result is written to both layers. With a grace, a
+   * stale value answers when the loader fails (fail-safe) or is slower than `softTimeout`.
    * @param {string} key
-   * @param {(key: string) => unknown} loader
-   * @param {{ ttl?: number, tags?: string[] }} [options]
+   * @param {(key: string, ctx: LoaderContext) => unknown} loader
+   * @param {import('./index').GetOrSetOptions} [options]
    */
   getOrSet(key, loader, options) {
     if (this.#closed) return closedError()
@@ -157,9 +199,17 @@ class MultiLevelCache {
         : checkGetOrSetOptions(options, this.#limits))
     if (err !== undefined) return Promise.reject(err)
     const slot = this.#index.get(key)
-    if (slot !== undefined && this.#live(key, slot)) return this.#hit(slot)
+    let stale
+    if (slot !== undefined && this.#live(key, slot)) {
+      const due = this.#due
+      const d = due === null ? 0 : due[slot]
+      if (!(d > 0) || d > Date.now()) return this.#hit(slot)
+      const hit = this.#dueHit(key, slot, loader, options)
+      if (hit !== undefined) return hit
+      stale = this.#staleOfL1(key, slot)
+    }
     this.#missL1()
-    return this.#flight(key, loader, options)
+    return this.#flight(key, loader, options, stale)
   }
 
   /**
@@ -170,8 +220,9 @@ class MultiLevelCache {
    */
   set(key, value, options) {
     if (this.#closed) return closedError()
-    const err = checkKey(key, this.#limits.maxKeyLength) || checkCacheOptions(options, this.#limits)
+    const err = checkKey(key, this.#limits.maxKeyLength) || checkSetOptions(options, this.#limits)
     if (err !== undefined) return Promise.reject(err)
+    this.#backoff.delete(key)
     let stored
     try {
       stored = this.#store(key, value, options, 'value')
@@ -191,6 +242,7 @@ class MultiLevelCache {
     const err = checkKey(key, this.#limits.maxKeyLength)
     if (err !== undefined) return Promise.reject(err)
     this.#flights.delete(key)
+    this.#backoff.delete(key)
     const id = this.#id()
     const pending = this.#native.del(id, key)
     this.#clearFreed()
@@ -198,7 +250,26 @@ class MultiLevelCache {
   }
 
   /**
-   * Whether `key` is cached in L1 or Redis (the loader is not consulted).
+   * Marks `key` stale in every process: the next read loads afresh, and the old value remains
+   * only as the fail-safe copy within its grace (an entry without grace is deleted). Resolves
+   * like `del`.
+   * @param {string} key
+   */
+  expire(key) {
+    if (this.#closed) return closedError()
+    const err = checkKey(key, this.#limits.maxKeyLength)
+    if (err !== undefined) return Promise.reject(err)
+    this.#flights.delete(key)
+    this.#backoff.delete(key)
+    const id = this.#id()
+    const pending = this.#native.expire(id, key)
+    this.#clearFreed()
+    return pending ? this.#await(id, OP_VOID, key) : Promise.resolve()
+  }
+
+  /**
+   * Whether a fresh value of `key` is cached in L1 or Redis (the loader is not consulted; a
+   * value kept past its ttl for its grace does not count).
    * @param {string} key
    */
   exists(key) {
@@ -206,30 +277,37 @@ class MultiLevelCache {
     const err = checkKey(key, this.#limits.maxKeyLength)
     if (err !== undefined) return Promise.reject(err)
     const slot = this.#index.get(key)
-    if (slot !== undefined && this.#live(key, slot)) return Promise.resolve(true)
+    let staleInL1 = false
+    if (slot !== undefined && this.#live(key, slot)) {
+      if (this.#due === null || !(this.#freshUntil[slot] > 0) || this.#freshUntil[slot] > Date.now()) return Promise.resolve(true)
+      staleInL1 = true
+    }
     const id = this.#id()
-    const r = this.#native.exists(id, key)
+    const r = this.#native.exists(id, key, staleInL1)
     return r === 2 ? this.#await(id, OP_BOOL) : Promise.resolve(r === 1)
   }
 
   /**
-   * Removes every entry tagged `tag`, from Redis and from this process's L1.
+   * Removes every entry tagged `tag`, from Redis and from every process's L1. With
+   * `{ mode: 'expire' }` the entries become stale instead: the next read loads afresh, and
+   * the old values remain only as fail-safe copies within their grace.
    * @param {string} tag
+   * @param {{ mode?: 'delete' | 'expire' }} [options]
    */
-  invalidateTag(tag) {
+  invalidateTag(tag, options) {
     if (this.#closed) return closedError()
-    const err = checkTag(tag, this.#limits.maxTagLength)
+    const err = checkTag(tag, this.#limits.maxTagLength) || checkInvalidateOptions(options)
     if (err !== undefined) return Promise.reject(err)
     // flights that began before it are detached by the join check in #flight (any tag counts)
     const id = this.#id()
-    const pending = this.#native.invalidateTag(id, tag)
+    const pending = this.#native.invalidateTag(id, tag, options != null && options.mode === 'expire')
     this.#clearFreed()
     return pending ? this.#await(id, OP_VOID, tag) : Promise.resolve()
   }
 
   /** Counters of this cache, plus hit ratios per layer. */
   stats() {
-    const s = this.#native.stats()
+    const s = Object.assign(this.#native.stats(), this.#fresh)
     s.l1HitRatio = ratio(s.l1Hits, s.l1Misses)
     s.l2HitRatio = ratio(s.l2Hits, s.l2Misses)
     return s
@@ -246,6 +324,7 @@ class MultiLevelCache {
     if (this.#closing) return this.#closing
     this.#closed = true
     this.#index = new Map() // no more L1 hits
+    this.#backoff.clear()
     clearInterval(this.#timer)
     const id = this.#id()
     const pending = this.#native.close(id) ? this.#await(id, OP_VOID) : Promise.resolve()
@@ -395,55 +474,202 @@ class MultiLevelCache {
   }
 
   /**
+   * An L1 hit whose entry is due (its `due` time passed): while still fresh it is served, and
+   * with a loader it starts one background refresh (eager refresh); returns undefined when the
+   * entry is stale (kept for its grace only: the caller looks it up afresh).
+   */
+  #dueHit(key, slot, loader, options) {
+    if (Date.now() >= this.#freshUntil[slot]) return undefined
+    if (loader !== undefined && !this.#flights.has(key) && !this.#closed) {
+      const flight = this.#startFlight(key, loader, options, this.#staleOfL1(key, slot), true)
+      flight.background = true
+    }
+    return this.#hit(slot)
+  }
+
+  /** The value of `key`'s L1 entry at `slot`, as the fail-safe copy of a lookup. */
+  #staleOfL1(key, slot) {
+    const expires = this.#expires
+    // kept until its expiry (its ttl plus its grace); without shared memory, a second at most
+    const until = expires === null ? Date.now() + 1000 : Math.abs(expires[slot])
+    const tags = this.#native.l1Tags(key)
+    return { value: this.#values[slot], until, tags: tags === null ? undefined : tags }
+  }
+
+  /**
    * One shared read-through (Redis, then loader) per key at a time. A write or invalidation
    * of the key, or an invalidation of any tag (the value found in Redis may carry tags the
    * callers did not name), detaches the flight, whether it happened in this process or in
    * another one (its bus message arrived): callers arriving after it start a new lookup
    * instead of joining one that may return the older value.
+   *
+   * `stale`: the entry L1 keeps past its ttl for its grace. With `softTimeout`, callers get a
+   * usable stale value when the lookup takes longer; a fail-safe value served after a loader
+   * failure is served again for `graceBackoff` without calling the loader.
    */
-  #flight(key, loader, options) {
+  #flight(key, loader, options, stale) {
+    const backoff = this.#backoff.get(key)
+    if (backoff !== undefined) {
+      if (backoff.until > Date.now() && !this.#native.changedSince(backoff.epoch, key, backoff.tags)) {
+        this.#fresh.staleServed++
+        return Promise.resolve(backoff.value)
+      }
+      this.#backoff.delete(key)
+    }
     const existing = this.#flights.get(key)
     if (existing !== undefined && (existing.epoch === this.#native.epoch() ||
         !this.#native.invalidatedSince(existing.epoch, key, existing.tags))) {
-      return existing.promise
+      if (existing.stale === undefined && stale !== undefined) existing.stale = stale
+      return this.#answer(key, existing, options)
     }
+    return this.#answer(key, this.#startFlight(key, loader, options, stale, false), options)
+  }
+
+  /** Starts a lookup (`refresh`: an eager refresh of a fresh entry) and registers it. */
+  #startFlight(key, loader, options, stale, refresh) {
     const tags = options == null ? undefined : options.tags
     // where this lookup stands in the order of invalidations: a value loaded across one of its
     // key or tags is returned but not cached (it may predate the change)
     const epoch = this.#native.epoch()
-    const flight = { promise: this.#readThrough(key, loader, options, epoch), epoch, tags }
+    /** @type {Flight} */
+    const flight = { promise: undefined, epoch, tags, stale, refresh, background: false, failed: false, onStale: null }
+    flight.promise = this.#readThrough(key, loader, options, flight)
     this.#flights.set(key, flight)
     this.#lookups.add(flight.promise)
     const done = () => {
       this.#lookups.delete(flight.promise)
       if (this.#flights.get(key) === flight) this.#flights.delete(key)
-    }
-    flight.promise.then(done, done)
-    return flight.promise
-  }
-
-  async #readThrough(key, loader, options, epoch) {
-    const began = performance.now()
-    let load = LOAD_WITHOUT_REDIS
-    if (this.#hasL2) {
-      // one round trip: the value, or the stampede lock, or a wait for another process's value
-      const id = this.#id()
-      if (this.#native.readOrLock(id, key)) {
-        const r = await this.#await(id, OP_LOCKING_READ, key)
-        if (r.hit) return r.value
-        load = r
+      // callers left before it ended (soft timeout, eager refresh): it refreshed in the background
+      if (flight.background) {
+        if (flight.failed) this.#fresh.backgroundRefreshFailures++
+        else this.#fresh.backgroundRefreshes++
       }
     }
-    return this.#load(key, loader, options, load, began, epoch)
+    flight.promise.then(done, done)
+    return flight
+  }
+
+  /**
+   * What a caller of `flight` gets: its value, or with `softTimeout` (this call's or the
+   * constructor's) a usable stale value once the lookup has taken that long (at once for 0,
+   * stale-while-revalidate); the lookup then goes on in the background and fills both layers.
+   */
+  #answer(key, flight, options) {
+    const soft = freshOption(options, 'softTimeout', this.#freshness)
+    if (soft === undefined) return flight.promise
+    if (soft === 0) {
+      const now = this.#usableStale(key, flight)
+      if (now !== undefined) return this.#servedStale(flight, now)
+    }
+    return new Promise((resolve, reject) => {
+      let done = false
+      let late = false
+      const tryStale = () => {
+        if (done || !late) return
+        const value = this.#usableStale(key, flight)
+        if (value === undefined) return
+        done = true
+        resolve(this.#servedStale(flight, value))
+      }
+      const timer = setTimeout(() => {
+        late = true
+        tryStale()
+      }, Math.min(soft * 1000, MAX_TIMER_MS))
+      ;(flight.onStale || (flight.onStale = [])).push(tryStale)
+      flight.promise.then((v) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        resolve(v)
+      }, (e) => {
+        if (done) return
+        done = true
+        clearTimeout(timer)
+        reject(e)
+      })
+    })
+  }
+
+  /** Counts a stale answer given before its lookup ended, which goes on in the background. */
+  #servedStale(flight, value) {
+    this.#fresh.staleServed++
+    this.#fresh.softTimeouts++
+    flight.background = true
+    return Promise.resolve(value)
+  }
+
+  /**
+   * The flight's stale value if it may still be served: within its grace, and neither its key
+   * nor one of its tags invalidated since the flight began (`del`/`invalidateTag` mean the old
+   * value is never served again).
+   */
+  #usableStale(key, flight) {
+    const stale = flight.stale
+    if (stale === undefined || this.#closed || !(stale.until > Date.now())) return undefined
+    if (this.#native.changedSince(flight.epoch, key, stale.tags)) return undefined
+    return stale.value
+  }
+
+  async #readThrough(key, loader, options, flight) {
+    const began = performance.now()
+    let load = LOAD_WITHOUT_REDIS
+    // callers who would rather get a stale value than wait (softTimeout) learn it at once when
+    // another process is refreshing it; the lookup then asks again, to wait for that value
+    let early = !flight.refresh && freshOption(options, 'softTimeout', this.#freshness) !== undefined
+    // bounded: a second round only after an early stale answer
+    for (let round = 0; this.#hasL2 && round < 2; round++) {
+      // one round trip: the value, or the stampede lock, or a wait for another process's value
+      const id = this.#id()
+      if (this.#native.readOrLock(id, key, flight.refresh, early)) {
+        const r = await this.#await(id, OP_LOCKING_READ, key)
+        if (r.hit) return r.value
+        if (r.staleOnly) {
+          this.#learnStale(flight, r.stale)
+          early = false
+          continue
+        }
+        // an eager refresh another process is doing (or Redis failed): keep what we have
+        if (r.left) return flight.stale === undefined ? null : flight.stale.value
+        load = r
+        if (r.stale !== undefined) this.#learnStale(flight, r.stale)
+      }
+      break
+    }
+    try {
+      return await this.#load(key, loader, options, load, began, flight)
+    } catch (e) {
+      const stale = e.code === codes.CLOSED ? undefined : this.#usableStale(key, flight)
+      if (stale === undefined) {
+        flight.failed = true
+        throw e
+      }
+      // fail-safe: the value kept for its grace answers, and keeps answering for graceBackoff
+      // without calling the loader again
+      flight.failed = true
+      this.#fresh.failSafeActivations++
+      // its callers get it (unless they all had their answer already)
+      if (!flight.background) this.#fresh.staleServed++
+      const backoff = freshOption(options, 'graceBackoff', this.#freshness)
+      if (backoff > 0) {
+        this.#backoff.set(key, { value: stale, until: Date.now() + backoff * 1000, epoch: flight.epoch, tags: flight.stale.tags })
+      }
+      return stale
+    }
+  }
+
+  /** Records the stale value a lookup found in Redis, and answers the callers waiting for one. */
+  #learnStale(flight, stale) {
+    flight.stale = stale
+    if (flight.onStale !== null) for (const f of flight.onStale) f()
   }
 
   /**
    * Runs the loader and stores its value; `load` carries the stampede lock and clock token.
    * The loader's context may change the entry's `ttl` and `tags`, or skip caching it.
    */
-  async #load(key, loader, options, load, began, epoch) {
+  async #load(key, loader, options, load, began, flight) {
     const lockId = load.lockId
-    const ctx = new LoaderContext(options, this.#limits)
+    const ctx = new LoaderContext(options, this.#limits, flight)
     let value
     try {
       value = await this.#callLoader(key, loader, ctx, options)
@@ -459,7 +685,7 @@ class MultiLevelCache {
     }
     let stored
     try {
-      stored = this.#store(key, value, ctx.options(), `the loader's value for key ${JSON.stringify(key)}`, load, epoch)
+      stored = this.#store(key, value, ctx.options(), `the loader's value for key ${JSON.stringify(key)}`, load, flight.epoch)
     } catch (e) {
       if (lockId !== NO_LOCK) this.#native.unlock(lockId)
       // too large to cache is the cache's limit, not the caller's problem: serve it uncached
@@ -500,12 +726,23 @@ class MultiLevelCache {
     const json = serialize(value, key, this.#limits.maxValueBytes, what)
     const ttl = options == null ? undefined : options.ttl
     const tags = options == null ? undefined : options.tags
+    const grace = freshOption(options, 'grace', this.#freshness)
+    const eager = freshOption(options, 'eagerRefresh', this.#freshness)
     const id = this.#id()
     this.#flushReads() // so eviction sees the latest reads
-    const r = this.#native.set(id, key, json, ttl, tags, load.lockId, epoch, load.token)
+    const r = this.#native.set(id, key, json, ttl, tags, load.lockId, epoch, load.token, grace, eager)
     const slot = Math.floor(r / 2) - 1
     const copy = JSON.parse(json)
-    if (slot >= 0) this.#remember(key, slot, copy)
+    if (slot >= 0) {
+      this.#remember(key, slot, copy)
+      if (grace > 0 || eager !== undefined) {
+        const now = Date.now()
+        const fresh = now + (ttl === undefined ? this.#l1Ttl : ttl) * 1000
+        this.#setSoft(slot, eager === undefined ? fresh : now + (fresh - now) * eager, fresh)
+      } else if (this.#due !== null) {
+        this.#due[slot] = 0
+      }
+    }
     this.#clearFreed()
     return { value: copy, written: r % 2 === 1 ? this.#await(id, OP_VOID, key) : Promise.resolve() }
   }
@@ -516,19 +753,37 @@ class MultiLevelCache {
     const values = this.#values
     const keys = this.#keys
     const index = this.#index
+    const due = this.#due
     for (let i = 0; i < freed.length; i++) {
       const slot = freed[i]
       const key = keys[slot]
       if (key !== undefined && index.get(key) === slot) index.delete(key)
       keys[slot] = undefined
       values[slot] = undefined
+      if (due !== null) due[slot] = 0
     }
   }
 
+  /** Records when the L1 copy at `slot` stops being a plain hit, and stops being fresh. */
+  #setSoft(slot, due, freshUntil) {
+    if (this.#due === null) {
+      // per slot, allocated with the first entry that needs it
+      const n = this.#expires === null ? 0 : this.#expires.length
+      this.#due = n > 0 ? new Float64Array(n) : []
+      this.#freshUntil = n > 0 ? new Float64Array(n) : []
+    }
+    this.#due[slot] = due
+    this.#freshUntil[slot] = freshUntil
+  }
+
   /** Parses a Redis hit and stores it at its L1 slot (-1: not copied into L1). */
-  #fromRedis(key, slot, json) {
+  #fromRedis(key, slot, json, due, freshUntil) {
     const value = JSON.parse(json)
-    if (slot >= 0) this.#remember(key, slot, value)
+    if (slot >= 0) {
+      this.#remember(key, slot, value)
+      if (due !== undefined) this.#setSoft(slot, due, freshUntil)
+      else if (this.#due !== null) this.#due[slot] = 0
+    }
     return value
   }
 
@@ -536,7 +791,7 @@ class MultiLevelCache {
   #drain() {
     const out = this.#native.drain()
     const ops = this.#ops
-    for (let i = 0; i < out.length; i += 4) {
+    for (let i = 0; i < out.length; i += STRIDE) {
       const id = out[i]
       const op = ops.get(id)
       if (op === undefined) continue
@@ -562,15 +817,21 @@ class MultiLevelCache {
             op.resolve(null)
             break
           }
-          op.resolve(this.#fromRedis(op.key, out[i + 2], out[i + 3]))
+          op.resolve(this.#fromRedis(op.key, out[i + 2], out[i + 3], out[i + 4], out[i + 5]))
           break
         }
         case OP_KEYSPACE:
           op.resolve(kind === KEYSPACE && out[i + 2] !== undefined ? { hits: out[i + 2], misses: out[i + 3] } : null)
           break
-        default: // OP_LOCKING_READ: { hit, value } on a hit, else { lockId, token } to load with
-          if (kind === HIT) op.resolve({ hit: true, value: this.#fromRedis(op.key, out[i + 2], out[i + 3]) })
-          else if (kind === LOAD) op.resolve({ lockId: out[i + 2], token: out[i + 3] })
+        default: // OP_LOCKING_READ: { hit, value } on a hit, else { lockId, token, stale } to load with
+          if (kind === HIT) op.resolve({ hit: true, value: this.#fromRedis(op.key, out[i + 2], out[i + 3], out[i + 4], out[i + 5]) })
+          else if (kind === LOAD) {
+            const stale = out[i + 4] === undefined ? undefined
+              : { value: JSON.parse(out[i + 4]), until: out[i + 5], tags: out[i + 6].length === 0 ? undefined : out[i + 6] }
+            op.resolve({ lockId: out[i + 2], token: out[i + 3], stale })
+          } else if (kind === STALE) {
+            op.resolve({ staleOnly: true, stale: { value: JSON.parse(out[i + 4]), until: out[i + 5], tags: out[i + 6].length === 0 ? undefined : out[i + 6] } })
+          } else if (kind === MISS) op.resolve(LEFT_TO_OTHERS)
           else op.resolve(LOAD_WITHOUT_REDIS)
       }
     }
@@ -586,13 +847,24 @@ class MultiLevelCache {
 class LoaderContext {
   #options
   #limits
+  #flight
   #ttl
   #tags
   #skipped = false
 
-  constructor(options, limits) {
+  constructor(options, limits, flight) {
     this.#options = options
     this.#limits = limits
+    this.#flight = flight
+  }
+
+  /**
+   * The value cached before (kept past its ttl for its grace, or due for an eager refresh),
+   * or undefined: a loader may use it, for instance to answer a conditional request.
+   */
+  get stale() {
+    const stale = this.#flight === undefined ? undefined : this.#flight.stale
+    return stale === undefined ? undefined : stale.value
   }
 
   /** Caches the value for `seconds` instead of the call's (or the default) `ttl`. */
@@ -629,6 +901,15 @@ class LoaderContext {
       tags: this.#tags !== undefined ? this.#tags : base.tags,
     }
   }
+}
+
+/**
+ * A freshness option (`grace`, `graceBackoff`, `softTimeout`, `eagerRefresh`): this call's, else
+ * the constructor's (undefined when neither gives it).
+ */
+function freshOption(options, name, defaults) {
+  if (options != null && options[name] !== undefined) return options[name]
+  return defaults[name]
 }
 
 function ratio(hits, misses) {

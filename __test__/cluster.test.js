@@ -410,3 +410,59 @@ test('after the bus was lost, a process learns the invalidation clock again: its
   assert.equal(await fresh.getOrSet('k1', () => { loads++; return 'reloaded' }, { tags: ['t'] }), 'v1')
   assert.equal(loads, 0, 'the value b loaded was dead on arrival (born at a clock b had not updated)')
 })
+
+test('freshness on a cluster: grace and its fail-safe, expire, stale-while-revalidate with one loader call, eager refresh', async (t) => {
+  const cluster = await startCluster(t, { primaries: 3, replicas: 0 })
+  const prefix = uniquePrefix('fresh')
+  const a = on(t, cluster, prefix, { grace: 600, softTimeout: 0 })
+  const b = on(t, cluster, prefix, { grace: 600, softTimeout: 0 })
+  await connected(a, b)
+  const keys = Array.from({ length: 12 }, (_, i) => `fresh:${i}`)
+  for (const k of keys) await a.set(k, `old-${k}`, { ttl: 0.2 })
+  assert.ok(await eventually(async () => !(await b.exists(keys[0])) && !(await b.exists(keys[11])), { timeoutMs: 5000 }))
+  // stale on every shard: answered at once, one background load per key across both processes
+  let calls = 0
+  let release
+  const gate = new Promise((resolve) => { release = resolve })
+  const loader = async (key) => { calls++; await gate; return `new-${key}` }
+  const answers = await Promise.all(keys.flatMap((k) => [a.getOrSet(k, loader, { ttl: 60 }), b.getOrSet(k, loader, { ttl: 60 })]))
+  assert.deepEqual(answers, keys.flatMap((k) => [`old-${k}`, `old-${k}`]))
+  release()
+  assert.ok(await eventually(async () => (await Promise.all(keys.map((k) => b.get(k)))).every((v, i) => v === `new-${keys[i]}`), { timeoutMs: 10000 }))
+  assert.equal(calls, keys.length, `one load per key across both processes (a: ${JSON.stringify(pickLocks(a))}, b: ${JSON.stringify(pickLocks(b))})`)
+  // expire: stale everywhere, the fail-safe copy stays on its shard
+  await a.expire(keys[3])
+  assert.equal(await b.get(keys[3]), null)
+  const failing = () => { throw new Error('down') }
+  assert.equal(await b.getOrSet(keys[3], failing), `new-${keys[3]}`)
+  // del keeps its meaning
+  await a.del(keys[4])
+  await assert.rejects(b.getOrSet(keys[4], failing), /down/)
+  // a tag invalidated in expire mode, its entries on every shard: stale, kept as fail-safe copies
+  const tagged = Array.from({ length: 9 }, (_, i) => `tagged:${i}`)
+  for (const k of tagged) await a.set(k, `t-${k}`, { ttl: 600, tags: ['shared', `own:${k}`] })
+  await b.invalidateTag('shared', { mode: 'expire' })
+  for (const k of tagged) assert.equal(await a.get(k), null)
+  for (const k of tagged) assert.equal(await b.getOrSet(k, failing), `t-${k}`)
+  await a.invalidateTag('shared')
+  const late = on(t, cluster, prefix)
+  for (const k of tagged.slice(0, 3)) await assert.rejects(late.getOrSet(k, failing), /down/)
+  // eager refresh: one refresh across both processes
+  let eager = 0
+  const refresh = async () => { eager++; return `e${eager}` }
+  assert.equal(await a.getOrSet('hot', refresh, { ttl: 1, eagerRefresh: 0.3 }), 'e1')
+  assert.equal(await b.getOrSet('hot', refresh, { ttl: 1, eagerRefresh: 0.3 }), 'e1')
+  const env = JSON.parse(await cluster.admin((await cluster.primaryOf(entryName(prefix, 'hot'))).port).get(entryName(prefix, 'hot')))
+  assert.ok(await eventually(() => Date.now() >= env.r + 20, { timeoutMs: 5000 }))
+  for (let i = 0; i < 20; i++) {
+    await a.getOrSet('hot', refresh, { ttl: 1, eagerRefresh: 0.3 })
+    await b.getOrSet('hot', refresh, { ttl: 1, eagerRefresh: 0.3 })
+  }
+  assert.ok(await eventually(async () => (await a.getOrSet('hot', refresh)) === 'e2' && (await b.getOrSet('hot', refresh)) === 'e2', { timeoutMs: 5000 }))
+  assert.equal(eager, 2)
+})
+
+function pickLocks(c) {
+  const s = c.stats()
+  return { lockAcquired: s.lockAcquired, lockWaits: s.lockWaits, lockWaitHits: s.lockWaitHits, lockWaitTimeouts: s.lockWaitTimeouts, loaderCalls: s.loaderCalls, redisErrors: s.redisErrors }
+}

@@ -1,7 +1,7 @@
 'use strict'
 // registerMetrics(): exposes a cache's counters to Prometheus through prom-client.
 //
-// Every value is read from the cache's Rust counters at scrape time (a custom collector's
+// Every value is read from the cache's counters (Rust's, and the freshness counters JS keeps) at scrape time (a custom collector's
 // get()), so a cache operation pays nothing for metrics. Redis' own view (INFO stats) is read
 // at most once per `redisInfoInterval`.
 
@@ -27,6 +27,12 @@ const DEFINITIONS = [
   counter('cache_sets_total', 'Values written (set and loader results).', (s) => [[{}, s.sets]]),
   counter('cache_deletes_total', 'del calls.', (s) => [[{}, s.deletes]]),
   counter('cache_tag_invalidations_total', 'invalidateTag calls.', (s) => [[{}, s.tagInvalidations]]),
+  counter('cache_expires_total', 'expire calls.', (s) => [[{}, s.expires]]),
+  counter('cache_stale_served_total', 'Answers with a value kept past its ttl for its grace (soft timeout, fail-safe, graceBackoff).', (s) => [[{}, s.staleServed]]),
+  counter('cache_soft_timeouts_total', 'Callers answered with the stale value because the lookup took longer than softTimeout.', (s) => [[{}, s.softTimeouts]]),
+  counter('cache_fail_safe_activations_total', 'Loader failures answered with the value kept for its grace.', (s) => [[{}, s.failSafeActivations]]),
+  counter('cache_background_refreshes_total', 'Lookups that went on after their callers were answered (soft timeouts, eager refreshes), by result.',
+    (s) => [[{ result: 'ok' }, s.backgroundRefreshes], [{ result: 'error' }, s.backgroundRefreshFailures]]),
   counter('cache_lock_acquisitions_total', 'Stampede locks taken by this process.', (s) => [[{}, s.lockAcquired]]),
   counter('cache_lock_waits_total', 'Misses that waited for another process\'s loader.', (s) => [[{}, s.lockWaits]]),
   counter('cache_lock_wait_timeouts_total', 'Lock waits that ran out and loaded anyway.', (s) => [[{}, s.lockWaitTimeouts]]),

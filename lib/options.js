@@ -3,9 +3,11 @@
 // validates for ranges. Type errors are thrown here, range errors by mlc-core; both name the option.
 
 const { codes, mlcError } = require('./errors.js')
-const { describe } = require('./validate.js')
+const { describe, checkDuration, checkFraction } = require('./validate.js')
 
-const TOP_LEVEL = new Set(['redisUrl', 'sentinel', 'cluster', 'prefix', 'loader', 'loaderTimeout', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
+const TOP_LEVEL = new Set(['redisUrl', 'sentinel', 'cluster', 'prefix', 'loader', 'loaderTimeout', 'grace', 'graceBackoff', 'softTimeout', 'eagerRefresh', 'l1', 'l2', 'lock', 'redis', 'bus', 'limits', 'logger'])
+/** The longest duration option, in seconds (mlc-core's MAX_TTL_SECS). */
+const MAX_DURATION = 1e9
 
 function optionError(name, expected, got) {
   return mlcError(TypeError, codes.INVALID_OPTION, `option \`${name}\` must be ${expected}, got ${describe(got)}`)
@@ -74,6 +76,25 @@ function clusterSection(v) {
 }
 
 /**
+ * The freshness defaults (seconds; `eagerRefresh` a fraction of the ttl), each overridable per
+ * call: `grace` 0 (off), `graceBackoff` 5, `softTimeout` and `eagerRefresh` off.
+ */
+function freshnessOptions(options) {
+  const { INVALID_OPTION } = codes
+  const err = checkDuration(options.grace, 'option `grace`', MAX_DURATION, TypeError, INVALID_OPTION) ||
+    checkDuration(options.graceBackoff, 'option `graceBackoff`', MAX_DURATION, TypeError, INVALID_OPTION) ||
+    checkDuration(options.softTimeout, 'option `softTimeout`', MAX_DURATION, TypeError, INVALID_OPTION) ||
+    checkFraction(options.eagerRefresh, 'option `eagerRefresh`', TypeError, INVALID_OPTION)
+  if (err !== undefined) throw err
+  return {
+    grace: options.grace === undefined ? 0 : options.grace,
+    graceBackoff: options.graceBackoff === undefined ? 5 : options.graceBackoff,
+    softTimeout: options.softTimeout,
+    eagerRefresh: options.eagerRefresh,
+  }
+}
+
+/**
  * @param {unknown} options the constructor argument
  * @returns {{ native: object, loader: Function | undefined, logger: object | undefined }}
  */
@@ -119,6 +140,7 @@ function normalizeOptions(options) {
     }
   }
 
+  const freshness = freshnessOptions(options)
   const l1 = section(options, 'l1', true, ['maxEntries', 'ttl'])
   const l2 = section(options, 'l2', true, ['ttl'])
   const lock = section(options, 'lock', false, ['ttl', 'wait'])
@@ -130,6 +152,7 @@ function normalizeOptions(options) {
   return {
     loader: options.loader,
     logger,
+    freshness,
     native: {
       redisUrl: redisUrl || undefined,
       prefix: options.prefix,

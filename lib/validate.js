@@ -29,13 +29,55 @@ function checkKey(key, maxLength) {
  * its loader).
  */
 function checkGetOrSetOptions(options, limits) {
-  const err = checkCacheOptions(options, limits)
+  const err = checkSetOptions(options, limits)
   if (err !== undefined || options === undefined || options === null) return err
   const { loaderTimeout } = options
   if (loaderTimeout !== undefined && !(typeof loaderTimeout === 'number' && loaderTimeout > 0 && loaderTimeout <= limits.maxTtl)) {
     return mlcError(RangeError, codes.INVALID_TTL,
       `loaderTimeout must be a positive finite number of seconds up to ${limits.maxTtl}, got ${describe(loaderTimeout)}`)
   }
+  return checkDuration(options.graceBackoff, 'graceBackoff', limits.maxTtl, RangeError, codes.INVALID_TTL) ||
+    checkDuration(options.softTimeout, 'softTimeout', limits.maxTtl, RangeError, codes.INVALID_TTL) ||
+    checkFraction(options.eagerRefresh, 'eagerRefresh', RangeError, codes.INVALID_OPTION)
+}
+
+/** `set`'s options: `ttl`, `tags`, and `grace` (seconds the entry is kept past its ttl). */
+function checkSetOptions(options, limits) {
+  const err = checkCacheOptions(options, limits)
+  if (err !== undefined || options === undefined || options === null) return err
+  return checkDuration(options.grace, 'grace', limits.maxTtl, RangeError, codes.INVALID_TTL)
+}
+
+/**
+ * A duration in seconds, 0 allowed (undefined: not given). A non-number is an error of
+ * `TypeClass` too when it is TypeError (the constructor), else a RangeError (per call, like ttl).
+ */
+function checkDuration(v, name, max, TypeClass, code) {
+  if (v === undefined) return undefined
+  if (typeof v !== 'number') return mlcError(TypeClass, code, `${name} must be a number of seconds, got ${describe(v)}`)
+  if (!(v >= 0) || v > max) return mlcError(RangeError, code, `${name} must be a finite number of seconds from 0 to ${max}, got ${v}`)
+  return undefined
+}
+
+/** `invalidateTag`'s options: `{ mode: 'delete' | 'expire' }`. */
+function checkInvalidateOptions(options) {
+  if (options === undefined || options === null) return undefined
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    return mlcError(TypeError, codes.INVALID_OPTION, `options must be an object, got ${describe(options)}`)
+  }
+  const { mode } = options
+  if (mode !== undefined && mode !== 'delete' && mode !== 'expire') {
+    return mlcError(typeof mode === 'string' ? RangeError : TypeError, codes.INVALID_OPTION,
+      `mode must be 'delete' or 'expire', got ${describe(mode)}`)
+  }
+  return undefined
+}
+
+/** A fraction strictly between 0 and 1 (undefined: not given). */
+function checkFraction(v, name, TypeClass, code) {
+  if (v === undefined) return undefined
+  if (typeof v !== 'number') return mlcError(TypeClass, code, `${name} must be a number between 0 and 1 (exclusive), got ${describe(v)}`)
+  if (!(v > 0 && v < 1)) return mlcError(RangeError, code, `${name} must be between 0 and 1 (exclusive), got ${v}`)
   return undefined
 }
 
@@ -135,4 +177,4 @@ function describe(v) {
   return t === 'object' ? 'an object' : t
 }
 
-module.exports = { checkKey, checkCacheOptions, checkTag, serialize, describe, checkGetOrSetOptions }
+module.exports = { checkKey, checkCacheOptions, checkTag, serialize, describe, checkGetOrSetOptions, checkSetOptions, checkInvalidateOptions, checkDuration, checkFraction }

@@ -50,7 +50,7 @@
 use std::cell::Cell;
 use std::sync::Arc;
 
-use mlc_core::cache::{Cache, LoadContext, Outcome, Started};
+use mlc_core::cache::{Cache, Freshness, LoadContext, Outcome, Started};
 use mlc_core::config::{self, Config, Options};
 use mlc_core::error::{CacheError, ErrorClass};
 use mlc_core::metrics::{LatencyOutcome, LATENCY_BUCKETS};
@@ -151,6 +151,10 @@ pub struct NativeSettings {
     pub lock_wait: f64,
     /// `loaderTimeout` in seconds.
     pub loader_timeout: f64,
+    /// `l1.ttl` in seconds (0 when L1 is off).
+    pub l1_ttl: f64,
+    /// `l2.ttl` in seconds (0 when Redis is off).
+    pub l2_ttl: f64,
 }
 
 /// Counters of one cache, read at call time.
@@ -174,6 +178,8 @@ pub struct NativeStats {
     pub deletes: f64,
     /// Tag invalidations.
     pub tag_invalidations: f64,
+    /// `expire` calls.
+    pub expires: f64,
     /// Failed or timed-out Redis commands.
     pub redis_errors: f64,
     /// Unreadable values found under the prefix.
@@ -314,6 +320,9 @@ pub struct NativeCache {
     referenced: Cell<bool>,
 }
 
+/// Values per completion in [`NativeCache::drain`]'s array.
+#[napi]
+pub const COMPLETION_STRIDE: u32 = 7;
 /// Completion kind of [`NativeCache::drain`]: finished, nothing to report.
 #[napi]
 pub const COMPLETION_DONE: u32 = 0;
@@ -338,6 +347,10 @@ pub const COMPLETION_KEYSPACE: u32 = 6;
 /// Completion kind: Redis refused an invalidation (`slot`: its code, `json`: its reply).
 #[napi]
 pub const COMPLETION_REFUSED: u32 = 7;
+/// Completion kind: a lookup found a stale entry another process is refreshing (`a`: its
+/// JSON, `b`: when Redis drops it, `c`: its tags).
+#[napi]
+pub const COMPLETION_STALE: u32 = 8;
 
 #[napi]
 impl NativeCache {
@@ -411,6 +424,8 @@ impl NativeCache {
             lock_ttl: c.lock.ttl.as_secs_f64(),
             lock_wait: c.lock.wait.as_secs_f64(),
             loader_timeout: c.loader_timeout.as_secs_f64(),
+            l1_ttl: c.l1.as_ref().map_or(0.0, |l| l.ttl.as_secs_f64()),
+            l2_ttl: c.l2.as_ref().map_or(0.0, |l| l.ttl.as_secs_f64()),
         }
     }
 
@@ -472,11 +487,22 @@ impl NativeCache {
     }
 
     /// Starts a cache-aside read with stampede protection under operation `id`. Completes with
-    /// a hit or kind 5, load (then `set` with the lock id and token it carries). Returns
+    /// a hit or kind 5, load (then `set` with the lock id and token it carries). `refresh`: an
+    /// eager refresh of an entry this process holds (completes as a miss when another process
+    /// refreshes it). `early_stale`: a stale entry another process is refreshing completes at
+    /// once as kind 8, stale (the caller answers with it, then asks again to wait). Returns
     /// whether a completion will follow.
     #[napi]
-    pub fn read_or_lock(&self, env: Env, id: u32, key: String) -> bool {
-        self.started(&env, self.inner.read_or_lock(id, &key))
+    pub fn read_or_lock(
+        &self,
+        env: Env,
+        id: u32,
+        key: String,
+        refresh: Option<bool>,
+        early_stale: Option<bool>,
+    ) -> bool {
+        let (refresh, early) = (refresh.unwrap_or(false), early_stale.unwrap_or(false));
+        self.started(&env, self.inner.read_or_lock(id, &key, refresh, early))
     }
 
     /// A token for "now" in the order of invalidations (see `set`'s `load_epoch`).
@@ -494,6 +520,21 @@ impl NativeCache {
             .invalidated_since(epoch as u64, &key, tags.as_deref().unwrap_or(&[]))
     }
 
+    /// Whether `key` or one of `tags` was invalidated (or expired) since `epoch`, here or in
+    /// another process: a stale value of the key carrying `tags`, held since then, may no
+    /// longer be served as the fail-safe.
+    #[napi]
+    pub fn changed_since(&self, epoch: f64, key: String, tags: Option<Vec<String>>) -> bool {
+        self.inner
+            .changed_since(epoch as u64, &key, tags.as_deref().unwrap_or(&[]))
+    }
+
+    /// The tags of `key`'s L1 entry (live or kept for its grace), or null.
+    #[napi]
+    pub fn l1_tags(&self, key: String) -> Option<Vec<String>> {
+        self.inner.l1_tags(&key)
+    }
+
     /// Releases a stampede lock without writing a value (the loader failed or returned nothing).
     #[napi]
     pub fn unlock(&self, lock_id: u32) {
@@ -503,7 +544,8 @@ impl NativeCache {
     /// Writes `json` under `key` (L1 now, Redis under operation `id`). For a loader's value:
     /// `lock_id` (when >= 0) is the stampede lock to release once Redis has it, and `load_epoch`
     /// the [`Self::epoch`] taken when the lookup began (a value loaded across an invalidation of
-    /// its key or tags is not cached).
+    /// its key or tags is not cached). `grace_secs`: how long past its ttl the entry is kept as
+    /// the fail-safe copy; `eager_refresh`: the fraction of its ttl after which a hit refreshes it.
     /// Returns `(slot + 1) * 2 + pending`: slot -1 when L1 is off; pending 1 when a completion
     /// will follow.
     #[napi]
@@ -519,10 +561,20 @@ impl NativeCache {
         lock_id: Option<i32>,
         load_epoch: Option<f64>,
         load_token: Option<f64>,
+        grace_secs: Option<f64>,
+        eager_refresh: Option<f64>,
     ) -> Result<f64> {
         let ttl = match ttl_secs {
             Some(s) => Some(config::ttl_from_secs(s).map_err(|e| throw(&env, &e))?),
             None => None,
+        };
+        let fresh = Freshness {
+            ttl,
+            grace: match grace_secs {
+                Some(s) if s > 0.0 => config::ttl_from_secs(s).map_err(|e| throw(&env, &e))?,
+                _ => std::time::Duration::ZERO,
+            },
+            eager_refresh,
         };
         let load = LoadContext {
             lock_id: lock_id.and_then(|l| u32::try_from(l).ok()),
@@ -530,7 +582,7 @@ impl NativeCache {
             token: load_token.map(|t| t as u64),
         };
         let tags = tags.unwrap_or_default();
-        let (slot, started) = self.inner.set(id, &key, json, ttl, tags, load);
+        let (slot, started) = self.inner.set(id, &key, json, fresh, tags, load);
         let pending = self.started(&env, started);
         let slot = slot.map_or(0.0, |s| s as f64 + 1.0);
         Ok(slot * 2.0 + if pending { 1.0 } else { 0.0 })
@@ -542,10 +594,18 @@ impl NativeCache {
         self.started(&env, self.inner.del(id, &key))
     }
 
-    /// Whether `key` is cached: 0 no, 1 yes, 2 a completion will follow.
+    /// Marks `key` stale (L1 now, Redis under operation `id`): kept only as the fail-safe copy
+    /// within its grace. Returns whether a completion follows.
     #[napi]
-    pub fn exists(&self, env: Env, id: u32, key: String) -> u32 {
-        match self.inner.exists(id, &key) {
+    pub fn expire(&self, env: Env, id: u32, key: String) -> bool {
+        self.started(&env, self.inner.expire(id, &key))
+    }
+
+    /// Whether `key` is cached: 0 no, 1 yes, 2 a completion will follow. `skip_l1`: L1's copy
+    /// is stale (JS knows), ask Redis.
+    #[napi]
+    pub fn exists(&self, env: Env, id: u32, key: String, skip_l1: Option<bool>) -> u32 {
+        match self.inner.exists(id, &key, skip_l1.unwrap_or(false)) {
             Ok(b) => b as u32,
             Err(started) => {
                 self.started(&env, started);
@@ -554,19 +614,25 @@ impl NativeCache {
         }
     }
 
-    /// Invalidates `tag` (L1 now, Redis under operation `id`). Returns whether a completion
-    /// follows.
+    /// Invalidates `tag` (L1 now, Redis under operation `id`); with `expire`, its entries
+    /// become stale instead (kept as fail-safe copies within their grace). Returns whether a
+    /// completion follows.
     #[napi]
-    pub fn invalidate_tag(&self, env: Env, id: u32, tag: String) -> bool {
-        self.started(&env, self.inner.invalidate_tag(id, &tag))
+    pub fn invalidate_tag(&self, env: Env, id: u32, tag: String, expire: Option<bool>) -> bool {
+        let expire = expire.unwrap_or(false);
+        self.started(&env, self.inner.invalidate_tag(id, &tag, expire))
     }
 
-    /// Finished operations, flattened as `[id, kind, slot, json, ...]`, kinds named by the
-    /// `COMPLETION_*` constants (exported to JS, so both sides share them): 0 done, 1 true,
-    /// 2 false, 3 miss, 4 hit (`json` is the value's JSON text; `slot` is where to store the
-    /// parsed value, or -1 when it was not copied into L1), 5 load (`slot` is the stampede lock
-    /// id or -1, `json` the invalidation clock token or undefined), 6 keyspace stats, 7 refused
-    /// (`slot` is Redis' error code, `json` its reply: the invalidation was not applied).
+    /// Finished operations, flattened as `[id, kind, slot, json, a, b, c, ...]` ([`COMPLETION_STRIDE`]
+    /// values each), kinds named by the `COMPLETION_*` constants (exported to JS, so both sides
+    /// share them): 0 done, 1 true, 2 false, 3 miss, 4 hit (`json` is the value's JSON text;
+    /// `slot` is where to store the parsed value, or -1 when it was not copied into L1; for an
+    /// entry with a grace or an eager refresh, `a` is when its L1 copy stops being a plain hit
+    /// and `b` its fresh expiry, Unix ms), 5 load (`slot` is the stampede lock id or -1, `json`
+    /// the invalidation clock token or undefined; `a` the JSON of the stale value Redis keeps
+    /// for its grace, if any, `b` when Redis drops it, and `c` its tags), 6 keyspace stats, 7 refused (`slot`
+    /// is Redis' error code, `json` its reply: the invalidation was not applied), 8 stale (`a`,
+    /// `b`, `c` as for a load: another process is refreshing it).
     #[napi]
     pub fn drain<'env>(&self, env: &'env Env) -> Result<Array<'env>> {
         let mut completions = self.inner.take_completions();
@@ -574,14 +640,20 @@ impl NativeCache {
         let mut slots = Vec::with_capacity(completions.len());
         for c in &mut completions {
             if let Outcome::Hit(hit) = &mut c.outcome {
-                slots.push(hit.take_fill().and_then(|f| self.inner.fill(f)));
+                let soft = hit.soft();
+                slots.push(
+                    hit.take_fill()
+                        .and_then(|f| self.inner.fill(f))
+                        .map(|s| (s, soft)),
+                );
             }
         }
         self.inner.end_fills();
         let mut slots = slots.into_iter();
-        let mut out = env.create_array((completions.len() * 4) as u32)?;
+        let stride = COMPLETION_STRIDE as usize;
+        let mut out = env.create_array((completions.len() * stride) as u32)?;
         for (i, c) in completions.into_iter().enumerate() {
-            let base = (i * 4) as u32;
+            let base = (i * stride) as u32;
             out.set(base, c.id)?;
             match c.outcome {
                 Outcome::Done => out.set(base + 1, COMPLETION_DONE)?,
@@ -595,12 +667,23 @@ impl NativeCache {
                         out.set(base + 3, misses as f64)?;
                     }
                 }
-                Outcome::Load(load) => {
+                Outcome::Load(load, stale) => {
                     out.set(base + 1, COMPLETION_LOAD)?;
                     out.set(base + 2, load.lock_id.map_or(-1, i64::from))?;
                     if let Some(token) = load.token {
                         out.set(base + 3, token as f64)?;
                     }
+                    if let Some(stale) = stale {
+                        out.set(base + 4, stale.value_json())?;
+                        out.set(base + 5, stale.retain_until_ms as f64)?;
+                        out.set(base + 6, stale.tags())?;
+                    }
+                }
+                Outcome::Stale(stale) => {
+                    out.set(base + 1, COMPLETION_STALE)?;
+                    out.set(base + 4, stale.value_json())?;
+                    out.set(base + 5, stale.retain_until_ms as f64)?;
+                    out.set(base + 6, stale.tags())?;
                 }
                 Outcome::Refused { code, message } => {
                     out.set(base + 1, COMPLETION_REFUSED)?;
@@ -608,10 +691,14 @@ impl NativeCache {
                     out.set(base + 3, message)?;
                 }
                 Outcome::Hit(hit) => {
-                    let slot = slots.next().flatten();
+                    let filled = slots.next().flatten();
                     out.set(base + 1, COMPLETION_HIT)?;
-                    out.set(base + 2, slot.map_or(-1, |s| s as i64))?;
+                    out.set(base + 2, filled.map_or(-1, |(s, _)| s as i64))?;
                     out.set(base + 3, hit.value_json())?;
+                    if let Some((_, Some((due, fresh)))) = filled {
+                        out.set(base + 4, due)?;
+                        out.set(base + 5, fresh)?;
+                    }
                 }
             }
         }
@@ -712,6 +799,7 @@ impl NativeCache {
             sets: c.sets as f64,
             deletes: c.deletes as f64,
             tag_invalidations: c.tag_invalidations as f64,
+            expires: c.expires as f64,
             redis_errors: s.l2.errors as f64,
             redis_corrupt_values: c.redis_corrupt_values as f64,
             l1_fills_skipped: c.l1_fills_skipped as f64,

@@ -15,16 +15,17 @@ module.exports = {
   entryName: (prefix, key) => slotted(prefix, key, ':k'),
   lockName: (prefix, key) => slotted(prefix, key, ':l'),
   markerName: (prefix, tag) => slotted(prefix, tag, ':m'),
+  deletionName: (prefix, tag) => slotted(prefix, tag, ':d'),
   clockName: (prefix) => `${prefix}:${LAYOUT}:clock`,
   busChannel: (prefix) => `{${prefix}}:bus:${WIRE}`,
   ackChannel: (prefix, instance) => `{${prefix}}:bus:${WIRE}:ack:${instance}`,
-  /** What kind of key of `prefix` a Redis name is: 'entry', 'lock', 'marker', 'clock' or null. */
+  /** What kind of key of `prefix` a Redis name is: 'entry', 'lock', 'marker', 'deletion', 'clock' or null. */
   kindOf(prefix, name) {
     const base = `${prefix}:${LAYOUT}:`
     if (!name.startsWith(base)) return null
     if (name === `${base}clock`) return 'clock'
     const rest = name.slice(base.length)
     if (!rest.startsWith('{') && !rest.startsWith('~{~}')) return null
-    return { ':k': 'entry', ':l': 'lock', ':m': 'marker' }[name.slice(-2)] || null
+    return { ':k': 'entry', ':l': 'lock', ':m': 'marker', ':d': 'deletion' }[name.slice(-2)] || null
   },
 }

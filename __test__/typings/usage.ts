@@ -59,6 +59,21 @@ async function usage(): Promise<void> {
   })
   // @ts-expect-error a ttl is a number of seconds
   await cache.getOrSet('a', (_key, ctx) => { ctx.setTtl('5'); return 1 })
+  // freshness: grace, fail-safe backoff, soft timeout, eager refresh, expire
+  const fresh = new MultiLevelCache({ grace: 30, graceBackoff: 5, softTimeout: 0.05, eagerRefresh: 0.8 })
+  const graced: Profile = await fresh.getOrSet('user:44', async (_key, ctx) => {
+    const before = ctx.stale as Profile | undefined
+    return before ?? { name: 'y', age: 2 }
+  }, { ttl: 60, grace: 600, graceBackoff: 1, softTimeout: 0, eagerRefresh: 0.5 })
+  await fresh.set('user:44', graced, { ttl: 60, grace: 600 })
+  await fresh.expire('user:44')
+  await fresh.invalidateTag('user:44', { mode: 'expire' })
+  // @ts-expect-error the modes are 'delete' and 'expire'
+  await fresh.invalidateTag('user:44', { mode: 'soft' })
+  // @ts-expect-error eagerRefresh is a getOrSet option, not a set option
+  await fresh.set('user:44', graced, { eagerRefresh: 0.5 })
+  const freshness: number = fresh.stats().staleServed + fresh.stats().softTimeouts + fresh.stats().failSafeActivations +
+    fresh.stats().backgroundRefreshes + fresh.stats().backgroundRefreshFailures + fresh.stats().expires
   const loader: Loader<Profile> = async () => ({ name: 'x', age: 1 })
   const q: Profile = await cache.getOrSet('user:43', loader)
   const e: boolean = await asBase.exists('user:42')

@@ -3,11 +3,17 @@
 //! A Redis value is one JSON object, version first and the caller's value last:
 //!
 //! ```text
-//! {"v":2,"e":1767225600000,"l":300000,"w":8123,"t":["user:42"],"b":1767225599123456,"d":{"name":"Ada"}}
+//! {"v":2,"e":1767225600000,"g":30000,"r":1767225450000,"l":300000,"w":8123,"t":["user:42"],"b":1767225599123456,"d":{"name":"Ada"}}
 //! ```
 //!
 //! - `v`: envelope version (readers treat an unknown version as a miss, so a rolling upgrade is safe);
-//! - `e`: absolute expiry, Unix milliseconds, so a copy in another process's L1 never outlives it;
+//! - `e`: absolute expiry of the fresh value, Unix milliseconds, so a copy in another process's
+//!   L1 never outlives it. Always second: `expire` rewrites it in place (a Lua pattern), and the
+//!   lookups compare it with the time;
+//! - `g`: the entry's grace in milliseconds, absent when 0: Redis keeps it that long past `e`
+//!   (its `PX` is the ttl plus the grace), as the fail-safe copy a loader failure falls back
+//!   on. Always third when present (`expire` looks for it);
+//! - `r`: when a hit starts an eager refresh (Unix ms), absent without `eagerRefresh`;
 //! - `l`: the L1 TTL in milliseconds when the entry was written with a per-entry `ttl` (absent: the
 //!   reader's own `l1.ttl`);
 //! - `t`: the entry's tags, so a process that copies it into L1 can invalidate it by tag;
@@ -37,8 +43,12 @@ pub const ENVELOPE_VERSION: u32 = 2;
 /// A decoded envelope, borrowing from the Redis bytes.
 #[derive(Debug, PartialEq)]
 pub struct Envelope<'a> {
-    /// Absolute expiry in Unix milliseconds.
+    /// Absolute expiry of the fresh value in Unix milliseconds.
     pub expires_at_ms: u64,
+    /// How long past `expires_at_ms` the entry is kept as a fail-safe copy (0: not at all).
+    pub grace_ms: u64,
+    /// When a hit starts an eager refresh (Unix ms), if the writer asked for one.
+    pub refresh_at_ms: Option<u64>,
     /// The writer's per-entry L1 TTL in milliseconds, if it set one.
     pub l1_ttl_ms: Option<u64>,
     /// The entry's tags.
@@ -55,6 +65,10 @@ pub struct Envelope<'a> {
 struct Wire<'a> {
     v: u32,
     e: u64,
+    #[serde(default)]
+    g: u64,
+    #[serde(default)]
+    r: Option<u64>,
     #[serde(default)]
     l: Option<u64>,
     #[serde(default)]
@@ -105,19 +119,40 @@ impl Encoded {
     }
 }
 
+/// When an entry is fresh, how long it is kept past that, and when it is refreshed early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Lifetime {
+    /// Absolute expiry of the fresh value, Unix ms.
+    pub expires_at_ms: u64,
+    /// Grace past it, ms (0: none).
+    pub grace_ms: u64,
+    /// When a hit starts an eager refresh, Unix ms.
+    pub refresh_at_ms: Option<u64>,
+}
+
 /// Builds the envelope around a value's JSON text, in two parts around its birth stamp.
 ///
 /// `value_json` must be valid JSON (the binding passes `JSON.stringify`'s output).
 pub fn encode(
     value_json: &str,
-    expires_at_ms: u64,
+    life: Lifetime,
     l1_ttl_ms: Option<u64>,
     write_id: u64,
     tags: &[String],
 ) -> Encoded {
     let tags_json = serde_json::to_string(tags).expect("strings always serialize");
-    let mut text = String::with_capacity(value_json.len() + tags_json.len() + 56);
-    let _ = write!(text, "{{\"v\":{ENVELOPE_VERSION},\"e\":{expires_at_ms}");
+    let mut text = String::with_capacity(value_json.len() + tags_json.len() + 80);
+    let _ = write!(
+        text,
+        "{{\"v\":{ENVELOPE_VERSION},\"e\":{}",
+        life.expires_at_ms
+    );
+    if life.grace_ms > 0 {
+        let _ = write!(text, ",\"g\":{}", life.grace_ms);
+    }
+    if let Some(r) = life.refresh_at_ms {
+        let _ = write!(text, ",\"r\":{r}");
+    }
     if let Some(l) = l1_ttl_ms {
         let _ = write!(text, ",\"l\":{l}");
     }
@@ -152,6 +187,8 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     }
     Ok(Envelope {
         expires_at_ms: wire.e,
+        grace_ms: wire.g,
+        refresh_at_ms: wire.r,
         l1_ttl_ms: wire.l,
         tags: wire.t,
         write_id: wire.w,
@@ -176,17 +213,30 @@ mod tests {
             "{\"a\":[1,2,{\"b\":null}]}",
             "\"\\u2028\"",
         ] {
-            let env = encode(value, 1234, Some(50), 7, &tags).with_born(1_767_225_599_123_456);
+            let life = Lifetime {
+                expires_at_ms: 1234,
+                grace_ms: 30_000,
+                refresh_at_ms: Some(1000),
+            };
+            let env = encode(value, life, Some(50), 7, &tags).with_born(1_767_225_599_123_456);
+            assert!(env.starts_with("{\"v\":2,\"e\":1234,\"g\":30000,"), "{env}");
             let d = decode(env.as_bytes()).unwrap();
             assert_eq!(d.born, 1_767_225_599_123_456);
             assert!(env.contains(&write_marker(7)));
             assert_eq!(d.value_json, value);
             assert_eq!(d.expires_at_ms, 1234);
+            assert_eq!(d.grace_ms, 30_000);
+            assert_eq!(d.refresh_at_ms, Some(1000));
             assert_eq!(d.l1_ttl_ms, Some(50));
             assert_eq!(d.tags, tags);
         }
-        let env = encode("1", 9, None, 7, &[]).with_born(0);
+        let life = Lifetime {
+            expires_at_ms: 9,
+            ..Lifetime::default()
+        };
+        let env = encode("1", life, None, 7, &[]).with_born(0);
         let d = decode(env.as_bytes()).unwrap();
+        assert_eq!((d.grace_ms, d.refresh_at_ms), (0, None));
         assert_eq!(d.l1_ttl_ms, None);
         assert!(d.tags.is_empty());
     }

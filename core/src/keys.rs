@@ -104,6 +104,12 @@ impl Keyspace {
         self.slotted(tag, ":m")
     }
 
+    /// The Redis key of a tag's deletion marker (the clock of its last invalidation that
+    /// deleted rather than expired; in the marker's slot).
+    pub fn tag_deletion(&self, tag: &str) -> String {
+        self.slotted(tag, ":d")
+    }
+
     /// A `SCAN MATCH` pattern for every entry of the prefix (glob characters escaped).
     pub fn entries_pattern(&self) -> String {
         let mut s = String::with_capacity(self.base.len() + 8);

@@ -319,6 +319,13 @@ impl L1 {
             .filter(|&slot| self.is_live(slot))
     }
 
+    /// The tags of `key`'s entry (whatever its expiry), if it has one.
+    pub fn tags_of(&self, key: &str) -> Option<Vec<String>> {
+        self.cache
+            .get(key)
+            .map(|m| m.tags().iter().map(|t| t.to_string()).collect())
+    }
+
     /// Whether a live entry exists (a use of the key, like [`L1::get`]).
     pub fn contains(&self, key: &str) -> bool {
         self.get(key).is_some()

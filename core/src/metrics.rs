@@ -41,6 +41,8 @@ counters! {
     deletes,
     /// `invalidateTag` calls.
     tag_invalidations,
+    /// `expire` calls.
+    expires,
     /// `set`/`del`/`invalidateTag` calls rejected because Redis refused the invalidation for
     /// longer than the retry bound (or for good, `NOPERM`); each stays queued for replay.
     invalidations_refused,

@@ -25,8 +25,25 @@ pub enum Replay {
         /// Its bus announcement.
         notice: String,
     },
+    /// Mark an entry stale (`expire`): it stays only as the fail-safe copy. Kept for replay
+    /// as a delete of its key (the queue holds one invalidation per key, and a delete is the
+    /// stronger one).
+    Expire {
+        /// The key.
+        key: String,
+        /// Its bus announcement.
+        notice: String,
+    },
     /// Invalidate a tag.
     Tag {
+        /// The tag.
+        tag: String,
+        /// Its bus announcement.
+        notice: String,
+    },
+    /// Invalidate a tag in expire mode: its entries stay only as fail-safe copies. Kept for
+    /// replay as a delete-mode invalidation of the tag (the stronger one).
+    TagExpire {
         /// The tag.
         tag: String,
         /// Its bus announcement.
@@ -50,8 +67,12 @@ enum Target {
 impl Replay {
     fn split(self) -> (Target, String) {
         match self {
-            Replay::Del { key, notice } => (Target::Key(key), notice),
-            Replay::Tag { tag, notice } => (Target::Tag(tag), notice),
+            Replay::Del { key, notice } | Replay::Expire { key, notice } => {
+                (Target::Key(key), notice)
+            }
+            Replay::Tag { tag, notice } | Replay::TagExpire { tag, notice } => {
+                (Target::Tag(tag), notice)
+            }
             Replay::All { notice } => (Target::All, notice),
         }
     }
@@ -142,8 +163,8 @@ impl ReplayQueue {
     /// invalidation of everything is never forgotten this way.) Returns whether one waited.
     pub fn supersede(&mut self, replay: &Replay) -> bool {
         let target = match replay {
-            Replay::Del { key, .. } => Target::Key(key.clone()),
-            Replay::Tag { tag, .. } => Target::Tag(tag.clone()),
+            Replay::Del { key, .. } | Replay::Expire { key, .. } => Target::Key(key.clone()),
+            Replay::Tag { tag, .. } | Replay::TagExpire { tag, .. } => Target::Tag(tag.clone()),
             Replay::All { .. } => return false,
         };
         if self.notices.remove(&target).is_none() {

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
-use super::completion::{read_envelope, LoadContext, Outcome};
+use super::completion::{read_envelope, Hit, LoadContext, Outcome};
 use super::shared::Shared;
 use super::tag_check::judge;
 
-/// Unusable entries (invalidated by a tag, unreadable) one lookup deletes at most before it
-/// loads without the lock.
+/// Unusable entries (invalidated by a tag, unreadable) one lookup deletes at most, or stale
+/// entries it finds replaced, before it loads without the lock.
 const MAX_DISCARDS: usize = 3;
 use crate::bus::Bus;
 use crate::l2::{Discard, ReadOrLock, L2};
@@ -33,6 +33,13 @@ pub(super) struct LockingRead {
     pub(super) lock_ttl: Duration,
     pub(super) wait: Duration,
     pub(super) max_hold: Duration,
+    /// An eager refresh of an entry this process holds: a fresh entry due for a refresh is
+    /// refreshed too, and when another process holds the lock the refresh is left to it (no
+    /// load without the lock: the entry is still there).
+    pub(super) refresh: bool,
+    /// The caller answers with a stale value rather than wait (`softTimeout`): a stale entry
+    /// whose lock another process holds completes at once as [`Outcome::Stale`].
+    pub(super) early_stale: bool,
 }
 
 impl LockingRead {
@@ -85,15 +92,19 @@ impl LockingRead {
                         discard = Some(Discard::Unreadable);
                         discards += 1;
                         if discards > MAX_DISCARDS {
-                            return Outcome::Load(LoadContext::default());
+                            return self.without_lock();
                         }
                         continue;
                     };
+                    let mut hit = hit;
                     if !hit.tags.is_empty() {
                         let trusted = self.bus.as_ref().is_some_and(|b| b.is_connected());
                         let valid =
                             judge(&self.shared, &self.l2, trusted, &[(hit.born, &hit.tags)]).await;
-                        if !valid[0] {
+                        if !valid[0] && self.expired_by_tag(&hit).await {
+                            // a tag invalidated in expire mode: stale, the fail-safe copy
+                            hit.make_stale();
+                        } else if !valid[0] {
                             // a tag was invalidated after it was written: a miss
                             if !waited && discards == 0 {
                                 Metrics::inc(&m.l2_misses);
@@ -101,65 +112,161 @@ impl LockingRead {
                             discard = Some(Discard::Write(hit.write_id));
                             discards += 1;
                             if discards > MAX_DISCARDS {
-                                return Outcome::Load(LoadContext::default());
+                                return self.without_lock();
                             }
                             continue;
                         }
                     }
-                    // a lookup that waited was counted as a miss already
-                    Metrics::inc(if waited || discards > 0 {
-                        &m.lock_wait_hits
-                    } else {
-                        &m.l2_hits
-                    });
-                    return Outcome::Hit(hit);
+                    if !(hit.stale || (self.refresh && hit.refresh_due)) {
+                        // a lookup that waited was counted as a miss already
+                        Metrics::inc(if waited || discards > 0 {
+                            &m.lock_wait_hits
+                        } else {
+                            &m.l2_hits
+                        });
+                        return Outcome::Hit(hit);
+                    }
+                    // stale (kept for its grace) or due for an eager refresh: load under the
+                    // lock, with the entry as the fail-safe copy
+                    if !waited && discards == 0 && !self.refresh {
+                        Metrics::inc(&m.l2_misses);
+                    }
+                    let trusted = self.bus.as_ref().is_some_and(|b| b.is_connected());
+                    let write_id = hit.write_id;
+                    match self
+                        .l2
+                        .take_lock(&self.key, &token, self.lock_ttl, write_id, trusted)
+                        .await
+                    {
+                        Ok(ReadOrLock::Acquired(clock)) => {
+                            return self.acquired(token, clock, Some(hit));
+                        }
+                        // replaced meanwhile (a refresh just ended): read it in the next round
+                        Ok(ReadOrLock::Value(_)) => {
+                            discards += 1;
+                            if discards > MAX_DISCARDS {
+                                return self.without_lock();
+                            }
+                            continue;
+                        }
+                        Ok(_) if self.early_stale && !self.refresh => {
+                            if !waited {
+                                Metrics::inc(&m.lock_waits);
+                            }
+                            return Outcome::Stale(hit);
+                        }
+                        Ok(_) => {
+                            if let Some(out) = self.busy(&mut waited, deadline, Some(hit)) {
+                                return out;
+                            }
+                            let now = tokio::time::Instant::now();
+                            let _ =
+                                tokio::time::timeout((deadline - now).min(POLL), notified).await;
+                        }
+                        // counted by L2: load without the lock, the stale value at hand
+                        Err(_) if self.refresh => return Outcome::Miss,
+                        Err(_) => return Outcome::Load(LoadContext::default(), Some(hit)),
+                    }
                 }
-                Ok(ReadOrLock::Acquired(clock)) => {
-                    Metrics::inc(&m.lock_acquired);
-                    let id = self.locks.next_id();
-                    let extend = extend_while_held(
-                        self.l2.clone(),
-                        self.key.clone(),
-                        token.clone(),
-                        self.lock_ttl,
-                        self.max_hold,
-                    );
-                    let extender = self.rt.spawn(extend).abort_handle();
-                    let key = self.key.clone();
-                    self.locks.insert(
-                        id,
-                        HeldLock {
-                            key,
-                            token,
-                            extender,
-                        },
-                    );
-                    return Outcome::Load(LoadContext {
-                        lock_id: Some(id),
-                        since: None,
-                        token: Some(clock),
-                    });
-                }
-                Ok(ReadOrLock::Busy(clock)) => {
-                    if !waited {
-                        waited = true;
-                        Metrics::inc(&m.lock_waits);
+                Ok(ReadOrLock::Acquired(clock)) => return self.acquired(token, clock, None),
+                Ok(ReadOrLock::Busy(_)) => {
+                    if let Some(out) = self.busy(&mut waited, deadline, None) {
+                        return out;
                     }
                     let now = tokio::time::Instant::now();
-                    if now >= deadline {
-                        Metrics::inc(&m.lock_wait_timeouts);
-                        return Outcome::Load(LoadContext {
-                            lock_id: None,
-                            since: None,
-                            token: Some(clock),
-                        });
-                    }
                     let _ = tokio::time::timeout((deadline - now).min(POLL), notified).await;
                 }
                 // counted by L2: a miss; load without the lock
-                Err(_) => return Outcome::Load(LoadContext::default()),
+                Err(_) => return self.without_lock(),
             }
         }
+    }
+
+    /// Whether an entry a tag's marker made invalid is only stale: it has a grace left, and
+    /// each tag's marker exists and is either not newer than its birth or was raised in expire
+    /// mode only (its deletion marker exists and is not newer than the birth). Unknown (Redis
+    /// failed): dead.
+    async fn expired_by_tag(&self, hit: &Hit) -> bool {
+        if hit.grace_ms == 0 || hit.retain_until_ms <= crate::clock::now_ms() {
+            return false;
+        }
+        let (markers, deletions) = futures_util::future::join(
+            self.l2.markers(&hit.tags),
+            self.l2.deletion_markers(&hit.tags),
+        )
+        .await;
+        let (Ok(markers), Ok(deletions)) = (markers, deletions) else {
+            return false;
+        };
+        markers.iter().zip(&deletions).all(|(m, d)| match m {
+            Some(m) if *m <= hit.born => true,
+            Some(_) => d.is_some_and(|d| d <= hit.born),
+            None => false,
+        })
+    }
+
+    /// A load without the lock (Redis failed, or kept giving unusable entries); a refresh is
+    /// dropped instead (this process keeps its copy).
+    fn without_lock(&self) -> Outcome {
+        if self.refresh {
+            Outcome::Miss
+        } else {
+            Outcome::Load(LoadContext::default(), None)
+        }
+    }
+
+    /// We hold the lock: load, keeping it alive meanwhile.
+    fn acquired(&self, token: String, clock: u64, stale: Option<Hit>) -> Outcome {
+        Metrics::inc(&self.shared.metrics.lock_acquired);
+        let id = self.locks.next_id();
+        let extend = extend_while_held(
+            self.l2.clone(),
+            self.key.clone(),
+            token.clone(),
+            self.lock_ttl,
+            self.max_hold,
+        );
+        let extender = self.rt.spawn(extend).abort_handle();
+        let key = self.key.clone();
+        self.locks.insert(
+            id,
+            HeldLock {
+                key,
+                token,
+                extender,
+            },
+        );
+        let load = LoadContext {
+            lock_id: Some(id),
+            since: None,
+            token: Some(clock),
+        };
+        Outcome::Load(load, stale)
+    }
+
+    /// Another process holds the lock: `None` to wait for its value (a message or the next
+    /// poll), or, once `lock.wait` ran out, the outcome: a load without the lock (with the
+    /// stale value if there is one), or for a refresh, nothing.
+    fn busy(
+        &self,
+        waited: &mut bool,
+        deadline: tokio::time::Instant,
+        stale: Option<Hit>,
+    ) -> Option<Outcome> {
+        let m = &self.shared.metrics;
+        if !*waited {
+            *waited = true;
+            Metrics::inc(&m.lock_waits);
+        }
+        if tokio::time::Instant::now() < deadline {
+            return None;
+        }
+        Metrics::inc(&m.lock_wait_timeouts);
+        if self.refresh {
+            return Some(Outcome::Miss);
+        }
+        // the load's birth: the clock is unknown here, so Redis will not take the value
+        Some(Outcome::Load(LoadContext::default(), stale))
     }
 }
 

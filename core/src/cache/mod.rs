@@ -52,7 +52,7 @@ use crate::lock::{random_token, random_u64, HeldLocks, Waiters};
 use crate::metrics::{HistogramSnapshot, Latencies, LatencyOutcome, Metrics, MetricsSnapshot};
 use crate::tag_versions::TagVersions;
 
-pub use completion::{Completion, Fill, Hit, LoadContext, Notifier, Outcome, Started};
+pub use completion::{Completion, Fill, Freshness, Hit, LoadContext, Notifier, Outcome, Started};
 pub use shared::SHORT_ACK_WAIT;
 
 use completion::read_envelope;
@@ -327,7 +327,12 @@ impl Cache {
     /// we took it, and the clock token that keeps a value loaded before a newer invalidation out
     /// of Redis).
     /// or [`Outcome::Miss`] (load without the lock: Redis failed or `lock.wait` ran out).
-    pub fn read_or_lock(&self, id: u32, key: &str) -> Started {
+    ///
+    /// `refresh`: an eager refresh of an entry this process holds (see `LockingRead`): it
+    /// completes with [`Outcome::Miss`] when it leaves the refresh to another process.
+    /// `early_stale`: complete with [`Outcome::Stale`] instead of waiting when the entry is
+    /// stale and another process holds its lock (the caller answers with the stale value).
+    pub fn read_or_lock(&self, id: u32, key: &str, refresh: bool, early_stale: bool) -> Started {
         let Some(l2) = self.l2() else {
             return Started::Finished;
         };
@@ -342,16 +347,24 @@ impl Cache {
             lock_ttl: self.config.lock.ttl,
             wait: self.config.lock.wait,
             max_hold: self.config.loader_timeout + self.config.lock.ttl,
+            refresh,
+            early_stale,
         };
-        self.spawn(id, task.run(), Outcome::Load(LoadContext::default()));
+        let failed = if refresh {
+            Outcome::Miss
+        } else {
+            Outcome::Load(LoadContext::default(), None)
+        };
+        self.spawn(id, task.run(), failed);
         Started::Pending
     }
 
     /// Whether `key` is cached: `Ok` when known at once, else a pending Redis read (a `GET`: an
     /// entry present in Redis counts only if it is readable, not expired and valid under its
     /// tags' markers).
-    pub fn exists(&self, id: u32, key: &str) -> Result<bool, Started> {
-        if self.shared.l1.as_ref().is_some_and(|l1| l1.contains(key)) {
+    /// `skip_l1`: the caller knows L1's copy is stale (kept for its grace), which does not count.
+    pub fn exists(&self, id: u32, key: &str, skip_l1: bool) -> Result<bool, Started> {
+        if !skip_l1 && self.shared.l1.as_ref().is_some_and(|l1| l1.contains(key)) {
             return Ok(true);
         }
         let Some(l2) = self.l2() else {
@@ -371,6 +384,10 @@ impl Cache {
                 let Some(hit) = read_envelope(bytes, &key, shared.log.begin(), None) else {
                     return Outcome::Bool(false);
                 };
+                if hit.stale {
+                    // kept past its ttl for its grace only
+                    return Outcome::Bool(false);
+                }
                 if hit.tags.is_empty() {
                     return Outcome::Bool(true);
                 }
@@ -405,6 +422,19 @@ impl Cache {
     pub fn invalidated_since(&self, epoch: u64, key: &str, tags: &[String]) -> bool {
         let log = &self.shared.log;
         log.any_tag_since(epoch) || log.is_stale(log.since(epoch), key, tags, 0)
+    }
+
+    /// Whether `key` or one of `tags` was invalidated since [`Cache::epoch`] returned `epoch`
+    /// (unlike [`Cache::invalidated_since`], other tags do not count: the caller knows the
+    /// value's tags).
+    pub fn changed_since(&self, epoch: u64, key: &str, tags: &[String]) -> bool {
+        let log = &self.shared.log;
+        log.is_stale(log.since(epoch), key, tags, 0)
+    }
+
+    /// The tags of `key`'s L1 entry, if it has one.
+    pub fn l1_tags(&self, key: &str) -> Option<Vec<String>> {
+        self.shared.l1.as_ref()?.tags_of(key)
     }
 
     /// Counts one loader call, whether it failed, and how long the lookup and load took.

@@ -135,6 +135,9 @@ pub(super) async fn run_read_batcher(
                     }
                 }
                 let mut done = Vec::with_capacity(batch.len());
+                // a plain read serves fresh values only: a stale one is kept for its grace, as
+                // the fail-safe copy of a lookup with a loader
+                let hits = hits.into_iter().map(|h| h.filter(|h| !h.stale));
                 for (read, hit) in batch.into_iter().zip(hits) {
                     let outcome = match hit {
                         Some(hit) => {

@@ -189,8 +189,8 @@ impl Shared {
     /// Applies an invalidation to the log and L1 (when issued, and again once Redis applied it).
     pub(super) fn settled(&self, inv: &Replay) {
         match inv {
-            Replay::Del { key, .. } => self.settled_key(key, None),
-            Replay::Tag { tag, .. } => self.settled_tag(tag),
+            Replay::Del { key, .. } | Replay::Expire { key, .. } => self.settled_key(key, None),
+            Replay::Tag { tag, .. } | Replay::TagExpire { tag, .. } => self.settled_tag(tag),
             Replay::All { .. } => self.settled_all(),
         }
     }
@@ -267,6 +267,7 @@ mod tests {
                         ttl: Duration::from_secs(60),
                         tags: vec!["t".into()],
                         start,
+                        soft: None,
                     });
                 })
             };

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::shared::Shared;
-use super::{Cache, LoadContext, Outcome, Started};
+use super::{Cache, Freshness, LoadContext, Outcome, Started};
 use crate::acks::AckWait;
 use crate::bus::{self, BusEvent};
 use crate::clock::now_ms;
@@ -65,7 +65,8 @@ impl Cache {
     }
 
     /// Writes a value (its JSON text) to L1 at once and starts the Redis write (which announces
-    /// the change on the bus). `ttl` overrides `l1.ttl` and `l2.ttl`. For a loader's value,
+    /// the change on the bus). `fresh.ttl` overrides `l1.ttl` and `l2.ttl`; with `fresh.grace`
+    /// the entry is kept that much longer (L1 and Redis) as the fail-safe copy. For a loader's value,
     /// `load` carries its stampede lock (released once Redis has the value) and the epoch at
     /// which the lookup began: if the key or one of `tags` was invalidated since, the value may
     /// predate the change and is not cached at all (`loads_discarded`). A loader's value reaches
@@ -77,10 +78,11 @@ impl Cache {
         id: u32,
         key: &str,
         value_json: String,
-        ttl: Option<Duration>,
+        fresh: Freshness,
         tags: Vec<String>,
         load: LoadContext,
     ) -> (Option<u32>, Started) {
+        let ttl = fresh.ttl;
         let lock = load.lock_id.and_then(|id| self.locks.take(id));
         let is_load = load.since.is_some() || lock.is_some();
         let coherent = self.shared.coherence.lock();
@@ -102,7 +104,11 @@ impl Cache {
         self.shared.log.key(key);
         let write_id = self.write_ids.fetch_add(1, Ordering::Relaxed);
         let slot = match (&self.shared.l1, &self.config.l1) {
-            (Some(l1), Some(c)) => l1.insert_unbounded(key, ttl.unwrap_or(c.ttl), &tags, write_id),
+            (Some(l1), Some(c)) => {
+                // kept past its ttl for the grace: JS serves it as fresh only until the ttl
+                let keep = ttl.unwrap_or(c.ttl) + fresh.grace;
+                l1.insert_unbounded(key, keep, &tags, write_id)
+            }
             _ => None,
         };
         drop(coherent);
@@ -140,15 +146,30 @@ impl Cache {
         let turn = self.shared.key_order.enter(&key);
         let write = async move {
             turn.wait(l2.bound()).await;
-            let expires_at = now_ms() + l2_ttl.as_millis() as u64;
+            let now = now_ms();
+            let ttl_ms = l2_ttl.as_millis() as u64;
+            let life = codec::Lifetime {
+                expires_at_ms: now + ttl_ms,
+                grace_ms: fresh.grace.as_millis() as u64,
+                refresh_at_ms: fresh
+                    .eager_refresh
+                    .map(|x| now + (ttl_ms as f64 * x) as u64),
+            };
             let l1_ttl_ms = ttl.map(|t| t.as_millis() as u64);
-            let envelope = codec::encode(&value_json, expires_at, l1_ttl_ms, write_id, &tags);
+            let envelope = codec::encode(&value_json, life, l1_ttl_ms, write_id, &tags);
             let as_load = loaded.as_ref().map(|(born, token)| LoadedWrite {
                 born: *born,
                 lock_token: token,
             });
             let written = l2
-                .set(&key, &envelope, l2_ttl, &tags, &notice, as_load)
+                .set(
+                    &key,
+                    &envelope,
+                    l2_ttl + fresh.grace,
+                    &tags,
+                    &notice,
+                    as_load,
+                )
                 .await;
             shared.writes.end(seq);
             let mut outcome = Outcome::Done;
@@ -225,19 +246,37 @@ impl Cache {
         )
     }
 
-    /// Removes every entry tagged `tag` from L1 at once and starts the Redis invalidation
-    /// (announced on the bus).
-    pub fn invalidate_tag(&self, id: u32, tag: &str) -> Started {
-        Metrics::inc(&self.shared.metrics.tag_invalidations);
-        let (notice, acks) = self.acked_notice(BusEvent::TagInvalidated(tag.to_string()));
+    /// Marks `key` stale: removed from every process's L1 at once (like [`Cache::del`]), and in
+    /// Redis kept only as the fail-safe copy when it has a grace (deleted otherwise), so the
+    /// next read loads afresh. Kept for replay as a delete when Redis cannot take it.
+    pub fn expire(&self, id: u32, key: &str) -> Started {
+        Metrics::inc(&self.shared.metrics.expires);
+        let (notice, acks) = self.acked_notice(BusEvent::KeyDeleted(key.to_string()));
         self.invalidate(
             id,
-            Replay::Tag {
-                tag: tag.to_string(),
+            Replay::Expire {
+                key: key.to_string(),
                 notice,
             },
             acks,
         )
+    }
+
+    /// Removes every entry tagged `tag` from L1 at once and starts the Redis invalidation
+    /// (announced on the bus).
+    ///
+    /// `expire`: the entries become stale rather than dead: removed from every L1, and in
+    /// Redis kept as the fail-safe copy within their grace (see `MARK_DELETION`).
+    pub fn invalidate_tag(&self, id: u32, tag: &str, expire: bool) -> Started {
+        Metrics::inc(&self.shared.metrics.tag_invalidations);
+        let (notice, acks) = self.acked_notice(BusEvent::TagInvalidated(tag.to_string()));
+        let tag = tag.to_string();
+        let inv = if expire {
+            Replay::TagExpire { tag, notice }
+        } else {
+            Replay::Tag { tag, notice }
+        };
+        self.invalidate(id, inv, acks)
     }
 
     /// Applies an invalidation to L1 at once, then to Redis once every write issued before it
@@ -256,7 +295,9 @@ impl Cache {
         let shared = self.shared.clone();
         let upto = self.shared.writes.issued();
         let turn = match &inv {
-            Replay::Del { key, .. } => Some(self.shared.key_order.enter(key)),
+            Replay::Del { key, .. } | Replay::Expire { key, .. } => {
+                Some(self.shared.key_order.enter(key))
+            }
             _ => None,
         };
         let task = async move {

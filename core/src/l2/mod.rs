@@ -196,6 +196,8 @@ pub struct L2 {
     read_or_lock: Script,
     set_entry: Script,
     delete: Script,
+    take_lock: Script,
+    take_lock_slot: Script,
     /// TTL of a tag marker created by an invalidation (the default entry TTL)
     marker_ttl: Duration,
     extend_lock: Script,
@@ -307,26 +309,30 @@ impl L2 {
             refused: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             replays_collapsed: AtomicU64::new(0),
-            invalidate_tag: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{INVALIDATE_TAG}")),
+            invalidate_tag: Script::new(&format!(
+                "{ALLOW_OOM}{ADVANCE_CLOCK}{MARK_DELETION}{INVALIDATE_TAG}"
+            )),
             read_or_lock: Script::new(&format!(
                 "{ALLOW_OOM}{ADVANCE_CLOCK}{READ_LIVE}{READ_OR_LOCK}"
             )),
             set_entry: Script::new(&format!(
                 "{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{STORE_ENTRY}{SET_ENTRY}"
             )),
-            delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE}")),
+            delete: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DROP_ENTRY}{DELETE}")),
+            take_lock: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{TAKE_LOCK}")),
+            take_lock_slot: Script::new(&format!("{ALLOW_OOM}{TAKE_LOCK_SLOT}")),
             marker_ttl: config.ttl,
             extend_lock: Script::new(&format!("{ALLOW_OOM}{EXTEND_LOCK}")),
             release_lock: Script::new(&format!("{ALLOW_OOM}{RELEASE_LOCK}")),
             clock_now: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{CLOCK_NOW}")),
             clock_advance: Script::new(&format!("{ALLOW_OOM}{ADVANCE_CLOCK}{CLOCK_ADVANCE}")),
-            raise_marker: Script::new(&format!("{ALLOW_OOM}{RAISE_MARKER}")),
+            raise_marker: Script::new(&format!("{ALLOW_OOM}{MARK_DELETION}{RAISE_MARKER}")),
             ensure_marker: Script::new(&format!("{WRITES}{ENSURE_MARKER}")),
             read_or_lock_slot: Script::new(&format!("{ALLOW_OOM}{READ_LIVE}{READ_OR_LOCK_SLOT}")),
             set_entry_slot: Script::new(&format!(
                 "{WRITES}{MARK_LOCK}{STORE_ENTRY}{SET_ENTRY_SLOT}"
             )),
-            delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DELETE_SLOT}")),
+            delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DROP_ENTRY}{DELETE_SLOT}")),
         });
         if cluster {
             tokio::spawn(sharded::connect(Arc::downgrade(&l2)));
@@ -542,7 +548,9 @@ impl L2 {
     pub async fn apply(&self, inv: &Replay) -> Result<u64, L2Error> {
         match inv {
             Replay::Del { key, notice } => self.del(key, notice).await,
+            Replay::Expire { key, notice } => self.expire(key, notice).await,
             Replay::Tag { tag, notice } => self.invalidate_tag(tag, notice).await,
+            Replay::TagExpire { tag, notice } => self.invalidate_tag_as(tag, notice, true).await,
             Replay::All { notice } => self.invalidate_all(notice).await,
         }
     }
@@ -649,10 +657,23 @@ impl L2 {
     /// The markers of several tags in one round trip: `None` for a missing (or unreadable)
     /// marker, which makes every entry carrying the tag invalid.
     pub async fn markers(&self, tags: &[String]) -> Result<Vec<Option<u64>>, L2Error> {
+        self.marker_values(tags, Keyspace::tag_marker).await
+    }
+
+    /// The deletion markers of `tags` (see `MARK_DELETION`), `None` where missing.
+    pub async fn deletion_markers(&self, tags: &[String]) -> Result<Vec<Option<u64>>, L2Error> {
+        self.marker_values(tags, Keyspace::tag_deletion).await
+    }
+
+    async fn marker_values(
+        &self,
+        tags: &[String],
+        name: fn(&Keyspace, &str) -> String,
+    ) -> Result<Vec<Option<u64>>, L2Error> {
         let mut c = self.conn().await?;
         let mut cmd = redis::cmd("MGET");
         for tag in tags {
-            cmd.arg(self.keys.tag_marker(tag));
+            cmd.arg(name(&self.keys, tag));
         }
         let raw: Vec<Option<String>> = self.bounded(cmd.query_async(&mut c)).await?;
         if raw.len() != tags.len() {
@@ -717,13 +738,30 @@ impl L2 {
     /// Deletes `key` (marking a load in progress of it stale) and publishes `notice` on the
     /// bus. Returns how many subscribers received `notice`.
     pub async fn del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
+        self.drop_entry(key, notice, None).await
+    }
+
+    /// Marks `key`'s entry stale (`expire`): an entry with a grace stays as the fail-safe copy
+    /// with its fresh expiry moved to now; one without is deleted. Otherwise like [`L2::del`].
+    pub async fn expire(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
+        self.drop_entry(key, notice, Some(crate::clock::now_ms()))
+            .await
+    }
+
+    async fn drop_entry(
+        &self,
+        key: &str,
+        notice: &str,
+        expire_at: Option<u64>,
+    ) -> Result<u64, L2Error> {
+        let expire_at = expire_at.map_or(String::new(), |t| t.to_string());
         if self.cluster {
-            return self.sharded_del(key, notice).await;
+            return self.sharded_del(key, notice, &expire_at).await;
         }
         let mut c = self.inval_conn().await?;
         let mut inv = self.delete.key(self.keys.entry(key));
         inv.key(self.keys.lock(key));
-        inv.arg(self.channel_of(key)).arg(notice);
+        inv.arg(self.channel_of(key)).arg(notice).arg(expire_at);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, key).await;
         Ok(receivers)
@@ -752,6 +790,41 @@ impl L2 {
         inv.arg(token).arg(ttl.as_millis() as u64);
         inv.arg(Discard::script_arg(discard));
         inv.arg(now_us());
+        let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
+        self.read_or_lock_reply(&reply)
+    }
+
+    /// Tries to take `key`'s lock with `token` for `ttl` to refresh the entry the caller read
+    /// (written by `write_id`; stale, or due for an eager refresh): [`ReadOrLock::Acquired`]
+    /// or [`ReadOrLock::Busy`], with the load's birth as [`L2::read_or_lock`] gives it, or
+    /// [`ReadOrLock::Value`] when another write replaced that entry meanwhile.
+    pub async fn take_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+        write_id: u64,
+        clock_trusted: bool,
+    ) -> Result<ReadOrLock, L2Error> {
+        let mut c = self.conn().await?;
+        let marker = crate::codec::write_marker(write_id);
+        if self.cluster {
+            let mut inv = self.take_lock_slot.key(self.keys.lock(key));
+            inv.key(self.keys.entry(key));
+            inv.arg(token).arg(ttl.as_millis() as u64).arg(marker);
+            let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
+            return Ok(match self.read_or_lock_reply(&reply)? {
+                ReadOrLock::Acquired(_) => ReadOrLock::Acquired(self.birth(clock_trusted).await?),
+                ReadOrLock::Busy(_) => ReadOrLock::Busy(self.birth(clock_trusted).await?),
+                value => value,
+            });
+        }
+        let mut inv = self.take_lock.key(self.keys.lock(key));
+        inv.key(self.keys.clock()).key(self.keys.entry(key));
+        inv.arg(token)
+            .arg(ttl.as_millis() as u64)
+            .arg(now_us())
+            .arg(marker);
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
         self.read_or_lock_reply(&reply)
     }
@@ -823,14 +896,27 @@ impl L2 {
     /// Invalidates every entry tagged `tag` (O(1): its marker moves to the advanced clock) and
     /// publishes `notice`. Returns how many subscribers received `notice`.
     pub async fn invalidate_tag(&self, tag: &str, notice: &str) -> Result<u64, L2Error> {
+        self.invalidate_tag_as(tag, notice, false).await
+    }
+
+    /// [`L2::invalidate_tag`] in expire mode (`expire`): the entries are stale rather than
+    /// dead, kept as the fail-safe copy within their grace (see `MARK_DELETION`).
+    pub async fn invalidate_tag_as(
+        &self,
+        tag: &str,
+        notice: &str,
+        expire: bool,
+    ) -> Result<u64, L2Error> {
+        let mode = if expire { "x" } else { "d" };
         if self.cluster {
-            return self.sharded_invalidate_tag(tag, notice).await;
+            return self.sharded_invalidate_tag(tag, notice, mode).await;
         }
         let mut c = self.inval_conn().await?;
         let mut inv = self.invalidate_tag.key(self.keys.clock());
-        inv.key(self.keys.tag_marker(tag));
+        inv.key(self.keys.tag_marker(tag))
+            .key(self.keys.tag_deletion(tag));
         inv.arg(now_us()).arg(self.channel_of(tag)).arg(notice);
-        inv.arg(self.marker_ttl.as_millis() as u64);
+        inv.arg(self.marker_ttl.as_millis() as u64).arg(mode);
         let receivers = self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, &self.keys.tag_marker(tag))
             .await;

@@ -60,8 +60,18 @@ async fn get(admin: &mut redis::aio::MultiplexedConnection, key: &str) -> Option
 }
 
 fn envelope(value: &str, tags: &[&str]) -> codec::Encoded {
+    graced(value, tags, 0)
+}
+
+/// An envelope fresh for a minute, kept `grace_ms` past that.
+fn graced(value: &str, tags: &[&str], grace_ms: u64) -> codec::Encoded {
     let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    codec::encode(value, crate::clock::now_ms() + 60_000, None, 7, &tags)
+    let life = codec::Lifetime {
+        expires_at_ms: crate::clock::now_ms() + 60_000,
+        grace_ms,
+        refresh_at_ms: None,
+    };
+    codec::encode(value, life, None, 7, &tags)
 }
 
 const TTL: Duration = Duration::from_secs(60);
@@ -271,5 +281,83 @@ async fn a_tag_invalidated_after_the_lookup_refuses_the_value_and_a_lost_marker_
         remade > stored,
         "a re-made marker {remade} lets the old entry (born {stored}) live again"
     );
+    cleanup(&keys, &mut admin).await;
+}
+
+#[tokio::test]
+async fn expire_keeps_a_graced_entry_marked_stale_and_deletes_one_without_grace() {
+    let (l2, keys, mut admin) = setup("expire").await;
+    l2.set(
+        "g",
+        &graced("{\"a\":1}", &["t"], 600_000),
+        TTL,
+        &["t".into()],
+        "n",
+        None,
+    )
+    .await
+    .unwrap();
+    l2.set("p", &envelope("2", &[]), TTL, &[], "n", None)
+        .await
+        .unwrap();
+    let before = crate::clock::now_ms();
+    l2.expire("g", "n").await.unwrap();
+    l2.expire("p", "n").await.unwrap();
+    // the graced entry stays, its fresh expiry moved to now, everything else as it was
+    let kept = get(&mut admin, &keys.entry("g"))
+        .await
+        .expect("the graced entry stays");
+    let decoded = codec::decode(kept.as_bytes()).unwrap();
+    assert!(decoded.expires_at_ms >= before && decoded.expires_at_ms <= crate::clock::now_ms());
+    assert_eq!(decoded.grace_ms, 600_000);
+    assert_eq!(decoded.value_json, "{\"a\":1}");
+    assert_eq!(decoded.tags, vec!["t".to_string()]);
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(keys.entry("g"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(pttl > 50_000, "its TTL is kept: {pttl}");
+    // without a grace: deleted, as by del
+    assert_eq!(get(&mut admin, &keys.entry("p")).await, None);
+    // an expire of an entry already stale never makes it fresher
+    l2.expire("g", "n").await.unwrap();
+    let again = get(&mut admin, &keys.entry("g")).await.unwrap();
+    assert!(codec::decode(again.as_bytes()).unwrap().expires_at_ms <= crate::clock::now_ms());
+    cleanup(&keys, &mut admin).await;
+}
+
+#[tokio::test]
+async fn take_lock_takes_a_free_lock_with_the_clock_and_reports_a_held_one_or_a_newer_entry() {
+    let (l2, keys, mut admin) = setup("take").await;
+    l2.set("k", &envelope("1", &[]), TTL, &[], "n", None)
+        .await
+        .unwrap();
+    let ReadOrLock::Acquired(clock) = l2.take_lock("k", "tok1", LOCK_TTL, 7, false).await.unwrap()
+    else {
+        panic!("a free lock was not taken")
+    };
+    assert!(clock >= 1_700_000_000_000_000);
+    assert!(matches!(
+        l2.take_lock("k", "tok2", LOCK_TTL, 7, false).await.unwrap(),
+        ReadOrLock::Busy(c) if c == clock
+    ));
+    assert_eq!(
+        get(&mut admin, &keys.lock("k")).await.as_deref(),
+        Some("tok1")
+    );
+    // the entry read was replaced (write 8 is not write 7): its value, not the lock
+    l2.release_lock("k", "tok1", "").await.unwrap();
+    assert!(matches!(
+        l2.take_lock("k", "tok3", LOCK_TTL, 8, false).await.unwrap(),
+        ReadOrLock::Value(_)
+    ));
+    assert_eq!(get(&mut admin, &keys.lock("k")).await, None);
+    // gone meanwhile: the lock is taken (the load replaces nothing)
+    l2.del("k", "n").await.unwrap();
+    assert!(matches!(
+        l2.take_lock("k", "tok4", LOCK_TTL, 8, false).await.unwrap(),
+        ReadOrLock::Acquired(_)
+    ));
     cleanup(&keys, &mut admin).await;
 }

@@ -65,27 +65,96 @@ local function store_entry(entry_key, lock_key, head, tail, born, ttl, load)
 end
 ";
 
+/// Records how a tag was invalidated in its deletion marker (same slot as the marker): a
+/// delete (`mode` 'd') raises it to the invalidation's clock, so no entry born before is ever
+/// served again; an expire ('x') leaves it, creating it at 0 if missing (an entry the marker
+/// made stale stays the fail-safe copy only while the deletion marker exists and is not newer
+/// than its birth: a deletion marker lost to eviction or expiry means dead, never stale). A
+/// marker that had no TTL gets `ttl`.
+pub(super) const MARK_DELETION: &str = r"
+local function mark_deletion(key, clock, mode, ttl)
+  if mode == 'd' then
+    local d = redis.call('GET', key)
+    if not d or tonumber(d) < tonumber(clock) then
+      redis.call('SET', key, clock, 'KEEPTTL')
+    end
+  elseif not redis.call('GET', key) then
+    redis.call('SET', key, '0')
+  end
+  if redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+";
+
 /// Invalidates a tag: advances the clock and sets the tag's marker to it (O(1), whatever the
-/// number of entries carrying it), then announces it. Replies how many subscribers received
-/// the announcement. The marker keeps its TTL (entries carrying the tag keep it alive); a
-/// marker that had none gets `ARGV[4]`.
-/// KEYS: clock, marker; ARGV: now µs, channel, message, marker TTL ms.
+/// number of entries carrying it), records the mode in its deletion marker (`MARK_DELETION`),
+/// then announces it. Replies how many subscribers received the announcement. The marker
+/// keeps its TTL (entries carrying the tag keep it alive); a marker that had none gets
+/// `ARGV[4]`.
+/// KEYS: clock, marker, deletion marker; ARGV: now µs, channel, message, marker TTL ms, mode.
 pub(super) const INVALIDATE_TAG: &str = r"
 local clock = advance_clock(KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], clock, 'KEEPTTL')
 if redis.call('PTTL', KEYS[2]) < 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
 end
+mark_deletion(KEYS[3], clock, ARGV[5], ARGV[4])
 return redis.call('PUBLISH', ARGV[2], ARGV[3])
 ";
 
-/// Deletes an entry, marks a load in progress of the key stale, and announces it. Replies
-/// how many subscribers received the announcement.
-/// KEYS: entry, lock; ARGV: channel, message.
+/// Drops an entry: deletes it, or with `expire_at` (Unix ms; '' to delete) and an entry that
+/// has a grace (`"g"`, third in the envelope), marks it stale instead: its fresh expiry `"e"`
+/// (second) becomes `expire_at` if later, and it stays, with its TTL, as the fail-safe copy.
+pub(super) const DROP_ENTRY: &str = r#"
+local function drop_entry(entry_key, expire_at)
+  if expire_at ~= '' then
+    local v = redis.call('GET', entry_key)
+    if v then
+      local e = string.match(string.sub(v, 1, 80), '^{"v":%d+,"e":(%d+),"g":[1-9]')
+      if e then
+        if tonumber(e) > tonumber(expire_at) then
+          local stale = string.gsub(v, '^({"v":%d+,"e":)%d+', '%1' .. expire_at, 1)
+          redis.call('SET', entry_key, stale, 'KEEPTTL')
+        end
+        return
+      end
+    end
+  end
+  redis.call('UNLINK', entry_key)
+end
+"#;
+
+/// Deletes (or expires, see `DROP_ENTRY`) an entry, marks a load in progress of the key stale,
+/// and announces it. Replies how many subscribers received the announcement.
+/// KEYS: entry, lock; ARGV: channel, message, expire at ms or ''.
 pub(super) const DELETE: &str = r"
-redis.call('UNLINK', KEYS[1])
+drop_entry(KEYS[1], ARGV[3])
 mark_lock(KEYS[2])
 return redis.call('PUBLISH', ARGV[1], ARGV[2])
+";
+
+/// Takes a key's stampede lock for a refresh of an entry the caller read (stale, or due for an
+/// eager refresh), if that entry is still the one it read (its write marker `ARGV[4]`) or is
+/// gone: replies {2, clock} (taken by us) or {3, clock} (someone else holds it), the clock
+/// started (at the wall clock) if missing, as in `READ_OR_LOCK`; {1, value} when another
+/// write replaced the entry meanwhile (a refresh that just finished: no second load).
+/// KEYS: lock, clock, entry; ARGV: token, lock ttl ms, now µs, write marker.
+pub(super) const TAKE_LOCK: &str = r"
+local v = redis.call('GET', KEYS[3])
+if v and not string.find(string.sub(v, 1, 200), ARGV[4], 1, true) then return {1, v} end
+local clock = redis.call('GET', KEYS[2]) or advance_clock(KEYS[2], ARGV[3])
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
+return {3, tonumber(clock)}
+";
+
+/// `TAKE_LOCK` without the clock (the caller knows the birth), for a cluster: replies
+/// {1, value}, {2, 0} or {3, 0}. KEYS: lock, entry; ARGV: token, lock ttl ms, write marker.
+pub(super) const TAKE_LOCK_SLOT: &str = r"
+local v = redis.call('GET', KEYS[2])
+if v and not string.find(string.sub(v, 1, 200), ARGV[3], 1, true) then return {1, v} end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, 0} end
+return {3, 0}
 ";
 
 /// The entry under `entry_key`, unless the caller found it unusable (`dead`: the write marker
@@ -200,8 +269,9 @@ return advance_clock(KEYS[1], ARGV[1])
 ";
 
 /// Raises a tag's marker to an invalidation's clock value: never lowers it (two invalidations
-/// may reach the marker's shard in the other order than they advanced the clock). The marker
-/// keeps its TTL; one that had none gets `ARGV[2]`. KEYS: marker; ARGV: clock, marker TTL ms.
+/// may reach the marker's shard in the other order than they advanced the clock), and records
+/// the mode in its deletion marker (`MARK_DELETION`). The marker keeps its TTL; one that had
+/// none gets `ARGV[2]`. KEYS: marker, deletion marker; ARGV: clock, marker TTL ms, mode.
 pub(super) const RAISE_MARKER: &str = r"
 local m = redis.call('GET', KEYS[1])
 if not m or tonumber(m) < tonumber(ARGV[1]) then
@@ -210,6 +280,7 @@ end
 if redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
+mark_deletion(KEYS[2], ARGV[1], ARGV[3], ARGV[2])
 return 1
 ";
 
@@ -253,10 +324,11 @@ store_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[4], ARGV[3], load)
 return 1
 ";
 
-/// Deletes an entry and marks a load in progress of the key stale (the announcement follows
-/// on the bus's shard). KEYS: entry, lock.
+/// Deletes (or expires, see `DROP_ENTRY`) an entry and marks a load in progress of the key
+/// stale (the announcement follows on the bus's shard). KEYS: entry, lock; ARGV: expire at ms
+/// or ''.
 pub(super) const DELETE_SLOT: &str = r"
-redis.call('UNLINK', KEYS[1])
+drop_entry(KEYS[1], ARGV[1])
 mark_lock(KEYS[2])
 return 1
 ";

@@ -104,7 +104,7 @@ impl L2 {
 
     /// The birth of a load starting now: the known clock while the bus keeps it current, else
     /// the clock read from Redis.
-    async fn birth(&self, clock_trusted: bool) -> Result<u64, L2Error> {
+    pub(super) async fn birth(&self, clock_trusted: bool) -> Result<u64, L2Error> {
         let known = self.clock_known.load(Ordering::Acquire);
         if clock_trusted && known > 0 {
             return Ok(known);
@@ -216,10 +216,15 @@ impl L2 {
         Ok(Some(receivers))
     }
 
-    pub(super) async fn sharded_del(&self, key: &str, notice: &str) -> Result<u64, L2Error> {
+    pub(super) async fn sharded_del(
+        &self,
+        key: &str,
+        notice: &str,
+        expire_at: &str,
+    ) -> Result<u64, L2Error> {
         let mut c = self.inval_conn().await?;
         let mut inv = self.delete_slot.key(self.keys.entry(key));
-        inv.key(self.keys.lock(key));
+        inv.key(self.keys.lock(key)).arg(expire_at);
         self.bounded(inv.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, key).await;
         self.publish(&mut c, self.channel_of(key), notice).await
@@ -229,6 +234,7 @@ impl L2 {
         &self,
         tag: &str,
         notice: &str,
+        mode: &str,
     ) -> Result<u64, L2Error> {
         let mut c = self.inval_conn().await?;
         let mut advance = self.clock_advance.key(self.keys.clock());
@@ -237,7 +243,11 @@ impl L2 {
         self.learn_clock(clock);
         let marker = self.keys.tag_marker(tag);
         let mut raise = self.raise_marker.key(&marker);
-        raise.arg(clock).arg(self.marker_ttl.as_millis() as u64);
+        raise.key(self.keys.tag_deletion(tag));
+        raise
+            .arg(clock)
+            .arg(self.marker_ttl.as_millis() as u64)
+            .arg(mode);
         self.bounded(raise.invoke_async::<u64>(&mut c)).await?;
         self.wait_for_replicas(&mut c, &marker).await;
         let notice = crate::bus::with_clock(notice, clock);
