@@ -381,8 +381,10 @@ module.exports = {
       const errors = runs.reduce((a, r) => a + r.metrics.callerErrors, 0)
       rows.push({
         caseId: c.id, label: c.label, short: 'hot p99 <= 2x L1 hit',
-        required: 'p99 of hot-key reads <= 2x the p99 of L1 hits in the same run',
-        measured: runs.length ? `${fmtLat(hot)} vs ${fmtLat(ref)} ms: ${ctx.fmt.ratio(ratio)}` : 'no run',
+        required: 'p99 of hot-key reads <= 2x the p99 of L1 hits in the same run (median over the runs)',
+        measured: runs.length
+          ? `${ctx.fmt.ratio(ratio)}${runs.length > 1 ? ` (median of the runs' ${runs.map((r) => ctx.fmt.ratio(r.metrics.hotOverRef)).join(', ')})` : ''}; p99 ${fmtLat(hot)} vs ${fmtLat(ref)} ms`
+          : 'no run',
         pass: runs.length ? Number.isFinite(ratio) && ratio <= 2 : false,
       })
       rows.push({
