@@ -436,3 +436,60 @@ test('invalidateTag in expire mode: a new entry of the tag written after it is f
   assert.equal(await s.cache().get('k2'), null)
   await rejectsWith(assert, s.cache().getOrSet('k', failing()), Error, 'TEST_DB_DOWN')
 })
+
+test('all together under load: grace + softTimeout + eagerRefresh on hot keys, a database failing 1 load in 5: no caller ever sees an error', async (t) => {
+  const s = scope(t, { name: 'combined' })
+  const opts = { grace: 60, graceBackoff: 0.05, softTimeout: 0.02, eagerRefresh: 0.5 }
+  const a = s.cache(opts)
+  const b = s.cache(opts)
+  let loads = 0
+  const db = async (key) => {
+    loads++
+    await new Promise((r) => setTimeout(r, 5))
+    if (loads % 5 === 0) throw new Error('db hiccup')
+    return `${key}@${loads}`
+  }
+  const keys = ['h1', 'h2', 'h3']
+  for (const k of keys) await a.getOrSet(k, async () => `${k}@0`, { ttl: 0.1 })
+  let errors = 0
+  let answers = 0
+  const deadline = Date.now() + 20000
+  // until the database served (and failed) enough refreshes; bounded by rounds and a generous
+  // deadline; each round yields to the I/O loop
+  for (let round = 0; round < 2_000_000 && loads < 20 && Date.now() < deadline; round++) {
+    const c = round % 2 === 0 ? a : b
+    const results = await Promise.allSettled(keys.map((k) => c.getOrSet(k, db, { ttl: 0.1 })))
+    for (const r of results) {
+      if (r.status === 'rejected') errors++
+      else answers++
+    }
+    await new Promise((r) => setImmediate(r))
+  }
+  t.diagnostic(`${answers} answers, ${loads} loads, a: ${JSON.stringify(pick(a.stats()))}, b: ${JSON.stringify(pick(b.stats()))}`)
+  assert.equal(errors, 0, 'no caller saw a loader error while a graced value existed')
+  assert.ok(loads >= 20, 'the keys were refreshed during the run')
+  assert.ok(a.stats().loaderErrors + b.stats().loaderErrors > 0, 'the database did fail meanwhile')
+})
+
+test('eager refresh and stale-while-revalidate with Redis down: each process refreshes its own copy, callers never wait or fail', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const s = scope(t, { name: 'fresh-down', url: server.url })
+  const c = s.cache({ grace: 600, softTimeout: 0, eagerRefresh: 0.5, redis: { commandTimeout: 0.1, connectTimeout: 0.1 } })
+  let n = 0
+  const loader = () => `v${++n}`
+  assert.equal(await c.getOrSet('k', loader, { ttl: 0.3 }), 'v1')
+  await server.stop()
+  // past the refresh time: served, and refreshed in this process without Redis
+  assert.ok(await eventually(async () => (await c.getOrSet('k', loader, { ttl: 0.3 })) !== 'v1', { timeoutMs: 5000 }))
+  // stale past its ttl: answered at once with the stale value, refreshed in the background
+  const before = n
+  assert.ok(await eventually(async () => !(await c.exists('k')), { timeoutMs: 5000 }))
+  assert.equal(await c.getOrSet('k', loader, { ttl: 0.3 }), `v${before}`)
+  assert.ok(await eventually(() => n > before))
+})
+
+function pick(st) {
+  const { staleServed, softTimeouts, failSafeActivations, backgroundRefreshes, backgroundRefreshFailures, loaderCalls, loaderErrors } = st
+  return { staleServed, softTimeouts, failSafeActivations, backgroundRefreshes, backgroundRefreshFailures, loaderCalls, loaderErrors }
+}

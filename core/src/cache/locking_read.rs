@@ -164,7 +164,6 @@ impl LockingRead {
                                 tokio::time::timeout((deadline - now).min(POLL), notified).await;
                         }
                         // counted by L2: load without the lock, the stale value at hand
-                        Err(_) if self.refresh => return Outcome::Miss,
                         Err(_) => return Outcome::Load(LoadContext::default(), Some(hit)),
                     }
                 }
@@ -205,14 +204,11 @@ impl LockingRead {
         })
     }
 
-    /// A load without the lock (Redis failed, or kept giving unusable entries); a refresh is
-    /// dropped instead (this process keeps its copy).
+    /// A load without the lock (Redis failed, or kept giving unusable entries): its value
+    /// stays in this process's L1 (an eager refresh too: with Redis down, each process
+    /// refreshes its own copy).
     fn without_lock(&self) -> Outcome {
-        if self.refresh {
-            Outcome::Miss
-        } else {
-            Outcome::Load(LoadContext::default(), None)
-        }
+        Outcome::Load(LoadContext::default(), None)
     }
 
     /// We hold the lock: load, keeping it alive meanwhile.
