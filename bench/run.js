@@ -34,6 +34,7 @@ const { machineInfo } = require('./lib/machine.js')
 const { render, targetRows, fmtInt } = require('./lib/report.js')
 const plan = require('./plan.js')
 const { machineCpuMs, redisCpuMs } = require('./lib/measure.js')
+const { measureLimits } = require('./limits.js')
 
 const WORKER = path.join(__dirname, 'worker.js')
 /** A run during which other processes used more than this share of a core is flagged. */
@@ -245,6 +246,18 @@ async function main() {
   const info = machineInfo(redisServerVersion())
   log(`${info.cpu}, ${info.cores} cores, Node ${info.node}, redis ${info.redis}${quick ? ' (quick)' : ''}`)
 
+  // the machine's limits, in the same run (bench/limits.js): every system is also shown as a
+  // fraction of them
+  let limits
+  try {
+    limits = await measureLimits(Number(new URL(redis.url).port))
+    log(`limits: Map.get loop ${fmtInt(limits.mapGetOpsPerSec)} ops/s, JSON.parse ${limits.jsonParseUs.toFixed(2)} µs, ` +
+      `redis-benchmark GET ${fmtInt(limits.redisGetOpsPerSec || 0)} ops/s (pipelined ${fmtInt(limits.redisGetPipelinedOpsPerSec || 0)})`)
+    await flushRedis(redis.url)
+  } catch (e) {
+    log(`warning: the limits were not measured: ${e.message}`)
+  }
+
   const results = []
   let failures = 0
   for (const scenario of scenarioMods) {
@@ -378,7 +391,7 @@ async function main() {
 
   info.loadavgEnd = require('node:os').loadavg().map((x) => x.toFixed(2)).join(' ')
   const report = {
-    info, argv, quick, baseline, subject,
+    info, argv, quick, baseline, subject, limits,
     systems: systemMods.map((s) => ({ name: s.name, description: s.description, capabilities: s.capabilities })),
     results,
     totalSeconds: (Date.now() - t0) / 1000,

@@ -4,6 +4,7 @@
 // with other measurements (stampede, propagation, outage, zipf, memory) render their own
 // table (`scenario.report(res, ctx)`) and targets (`scenario.targets(res, ctx)`).
 
+const { renderLimits, limitTargets } = require('../limits.js')
 const { summary } = require('./stats.js')
 const plan = require('../plan.js')
 
@@ -77,6 +78,7 @@ function targetRows(r) {
       }
     }
   }
+  rows.push(...limitTargets(r.limits, r.results, r.subject))
   return rows
 }
 
@@ -173,6 +175,8 @@ function render(r) {
     for (const t of targets) out.push(`| ${t.scenario} | ${t.label} | ${t.required} | ${t.measured} | ${passText(t.pass)} |`)
     out.push('')
   }
+
+  out.push(...renderLimits(r.limits, r.results))
 
   for (const s of r.results) {
     out.push(`## ${s.scenario.title}`, '')

@@ -18,6 +18,7 @@ const SYSTEMS = {
   'cache-manager': './cache-manager.js',
   'node-redis': './node-redis.js',
   'lru-cache': './lru-cache.js',
+  map: './map.js',
 }
 
 const BASELINE = 'article'

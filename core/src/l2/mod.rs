@@ -71,6 +71,7 @@ use crate::keys::Keyspace;
 pub use crate::replay::Replay;
 use crate::replay::{Pushed, ReplayQueue};
 
+mod batches;
 mod data_conn;
 mod error;
 #[cfg(test)]
@@ -193,7 +194,13 @@ pub struct L2 {
     replayed: AtomicU64,
     replays_collapsed: AtomicU64,
     invalidate_tag: Script,
-    read_or_lock: Script,
+    read_or_lock_many: Script,
+    store_loaded_many: Script,
+    /// the lookups and loaded values of concurrent misses, batched (one server)
+    lookups: batches::Batcher<batches::Lookup>,
+    stores: batches::Batcher<batches::Store>,
+    /// this L2, for the batch senders
+    me: std::sync::OnceLock<std::sync::Weak<L2>>,
     set_entry: Script,
     delete: Script,
     take_lock: Script,
@@ -312,9 +319,15 @@ impl L2 {
             invalidate_tag: Script::new(&format!(
                 "{ALLOW_OOM}{ADVANCE_CLOCK}{MARK_DELETION}{INVALIDATE_TAG}"
             )),
-            read_or_lock: Script::new(&format!(
-                "{ALLOW_OOM}{ADVANCE_CLOCK}{READ_LIVE}{READ_OR_LOCK}"
+            read_or_lock_many: Script::new(&format!(
+                "{ALLOW_OOM}{ADVANCE_CLOCK}{READ_LIVE}{READ_OR_LOCK_MANY}"
             )),
+            store_loaded_many: Script::new(&format!(
+                "{WRITES}{MARK_LOCK}{STORE_ENTRY}{STORE_LOADED_MANY}"
+            )),
+            lookups: batches::Batcher::default(),
+            stores: batches::Batcher::default(),
+            me: std::sync::OnceLock::new(),
             set_entry: Script::new(&format!(
                 "{WRITES}{ADVANCE_CLOCK}{MARK_LOCK}{STORE_ENTRY}{SET_ENTRY}"
             )),
@@ -334,6 +347,7 @@ impl L2 {
             )),
             delete_slot: Script::new(&format!("{ALLOW_OOM}{MARK_LOCK}{DROP_ENTRY}{DELETE_SLOT}")),
         });
+        let _ = l2.me.set(Arc::downgrade(&l2));
         if cluster {
             tokio::spawn(sharded::connect(Arc::downgrade(&l2)));
         }
@@ -705,6 +719,22 @@ impl L2 {
                 .sharded_set(key, envelope, ttl, tags, notice, load)
                 .await;
         }
+        if let (Some(l), true) = (load, tags.is_empty()) {
+            // concurrent loaders' values go out together (see `batches`)
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let store = batches::Store {
+                key: key.to_string(),
+                envelope: envelope.head().to_string(),
+                ttl_ms: ttl.as_millis() as u64,
+                token: l.lock_token.to_string(),
+                notice: notice.to_string(),
+                answer: tx,
+            };
+            let me = self.me.get().cloned().unwrap_or_default();
+            self.stores
+                .submit(store, &me, |l2| &l2.stores, batches::send_stores);
+            return batches::answer(rx).await;
+        }
         // a caller's write replaces a value: an invalidation too (a loader's value is not)
         let mut c = if load.is_none() {
             self.inval_conn().await?
@@ -784,14 +814,19 @@ impl L2 {
                 .sharded_read_or_lock(key, token, ttl, discard, clock_trusted)
                 .await;
         }
-        let mut c = self.conn().await?;
-        let mut inv = self.read_or_lock.key(self.keys.entry(key));
-        inv.key(self.keys.lock(key)).key(self.keys.clock());
-        inv.arg(token).arg(ttl.as_millis() as u64);
-        inv.arg(Discard::script_arg(discard));
-        inv.arg(now_us());
-        let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
-        self.read_or_lock_reply(&reply)
+        // concurrent misses go out together (see `batches`)
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lookup = batches::Lookup {
+            key: key.to_string(),
+            token: token.to_string(),
+            ttl_ms: ttl.as_millis() as u64,
+            discard: Discard::script_arg(discard),
+            answer: tx,
+        };
+        let me = self.me.get().cloned().unwrap_or_default();
+        self.lookups
+            .submit(lookup, &me, |l2| &l2.lookups, batches::send_lookups);
+        batches::answer(rx).await
     }
 
     /// Tries to take `key`'s lock with `token` for `ttl` to refresh the entry the caller read

@@ -137,7 +137,7 @@ return redis.call('PUBLISH', ARGV[1], ARGV[2])
 /// Takes a key's stampede lock for a refresh of an entry the caller read (stale, or due for an
 /// eager refresh), if that entry is still the one it read (its write marker `ARGV[4]`) or is
 /// gone: replies {2, clock} (taken by us) or {3, clock} (someone else holds it), the clock
-/// started (at the wall clock) if missing, as in `READ_OR_LOCK`; {1, value} when another
+/// started (at the wall clock) if missing, as in `READ_OR_LOCK_MANY`; {1, value} when another
 /// write replaced the entry meanwhile (a refresh that just finished: no second load).
 /// KEYS: lock, clock, entry; ARGV: token, lock ttl ms, now µs, write marker.
 pub(super) const TAKE_LOCK: &str = r"
@@ -173,20 +173,33 @@ local function read_live(entry_key, dead)
 end
 ";
 
-/// One round trip for a cache-aside miss: the value if there is one, else the stampede lock if
-/// it is free, with the invalidation clock (the load's birth). Replies {1, value}, {2, clock}
-/// (lock taken by us) or {3, clock} (someone else holds it). With `ARGV[3]` (the write marker
-/// of an entry the caller found invalidated by a tag, or `*` for an unreadable one), that
-/// entry is deleted and treated as absent; any other value is returned.
-/// A missing clock is started (at the wall clock): a load born at 0 could never create a
-/// missing tag marker (see `SET_ENTRY`).
-/// KEYS: entry, lock, clock; ARGV: token, lock ttl ms, dead write marker, '*' or '', now µs.
-pub(super) const READ_OR_LOCK: &str = r"
-local v = read_live(KEYS[1], ARGV[3])
-if v then return {1, v} end
-local clock = redis.call('GET', KEYS[3]) or advance_clock(KEYS[3], ARGV[4])
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2, tonumber(clock)} end
-return {3, tonumber(clock)}
+/// One round trip for the cache-aside misses of several keys (see `lock_batch`), one reply per
+/// key: the value if there is one, else the stampede lock if it is free, with the invalidation
+/// clock (the load's birth). Replies {1, value}, {2, clock} (lock taken by us) or {3, clock}
+/// (someone else holds it). With a dead write marker (the marker of an entry the caller found
+/// invalidated by a tag, or `*` for an unreadable one), that entry is deleted and treated as
+/// absent; any other value is returned. A missing clock is started (at the wall clock): a load
+/// born at 0 could never create a missing tag marker (see `SET_ENTRY`).
+/// KEYS: clock, then each key's entry and lock; ARGV: now µs, then each key's token, lock ttl
+/// ms and dead write marker ('*' or '').
+pub(super) const READ_OR_LOCK_MANY: &str = r"
+local out = {}
+local clock = nil
+for i = 1, (#KEYS - 1) / 2 do
+  local entry, lock = KEYS[2 * i], KEYS[2 * i + 1]
+  local v = read_live(entry, ARGV[3 * i + 1])
+  if v then
+    out[i] = {1, v}
+  else
+    if not clock then clock = redis.call('GET', KEYS[1]) or advance_clock(KEYS[1], ARGV[1]) end
+    if redis.call('SET', lock, ARGV[3 * i - 1], 'NX', 'PX', ARGV[3 * i]) then
+      out[i] = {2, tonumber(clock)}
+    else
+      out[i] = {3, tonumber(clock)}
+    end
+  end
+end
+return out
 ";
 
 /// Stores an entry and announces it on the bus, in one step with its tags' markers.
@@ -232,6 +245,25 @@ if #KEYS > 3 then
 end
 store_entry(KEYS[1], KEYS[2], ARGV[1], ARGV[2], born, ttl, load)
 return {1, redis.call('PUBLISH', ARGV[4], ARGV[5])}
+";
+
+/// Stores the values of several loaders, each only while its loader still holds the key's lock
+/// unchanged (which storing releases), and announces each (see `batches`): for entries without
+/// tags (born 0; the envelope is whole). Replies one {1, receivers} (stored) or {0, 0}
+/// (refused) per key. KEYS: each key's entry and lock; ARGV: channel, then each key's envelope,
+/// ttl ms, lock token and message.
+pub(super) const STORE_LOADED_MANY: &str = r"
+local out = {}
+for i = 1, #KEYS / 2 do
+  local entry, lock = KEYS[2 * i - 1], KEYS[2 * i]
+  if redis.call('GET', lock) ~= ARGV[4 * i] then
+    out[i] = {0, 0}
+  else
+    store_entry(entry, lock, ARGV[4 * i - 2], '', '0', ARGV[4 * i - 1], true)
+    out[i] = {1, redis.call('PUBLISH', ARGV[1], ARGV[4 * i + 1])}
+  end
+end
+return out
 ";
 
 /// Extends a lock only if we still own it (marked or not). KEYS: lock; ARGV: token, ttl ms.
@@ -301,7 +333,7 @@ end
 return m
 ";
 
-/// The lookup of `READ_OR_LOCK` without the clock (the caller knows the birth): replies
+/// The lookup of `READ_OR_LOCK_MANY` for one key, without the clock (the caller knows the birth): replies
 /// {1, value}, {2, 0} (lock taken by us) or {3, 0} (someone else holds it).
 /// KEYS: entry, lock; ARGV: token, lock ttl ms, dead write marker, '*' or ''.
 pub(super) const READ_OR_LOCK_SLOT: &str = r"
