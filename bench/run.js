@@ -5,7 +5,7 @@
 //
 //   node bench/run.js                     full run (every scenario, ~8-12 minutes)
 //   node bench/run.js --quick             smoke test of everything in ~2-3 minutes (numbers not meaningful)
-//   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf cluster memory)
+//   node bench/run.js --only l1,l2        pick scenarios (l1 l2 miss stampede propagation outage zipf slowdb cluster memory)
 //   node bench/run.js --systems mlc,article
 //   node bench/run.js --repeats 9         repeats of every scenario (default: per scenario, see README)
 //   node bench/run.js --l1-ops 500000 --l2-keys 50000 --l2-warm 10000
@@ -322,6 +322,8 @@ async function main() {
           const order = rep % 2 === 0 ? names : [...names].reverse()
           for (const name of order) {
             if (interrupted) break
+            // a case that names its systems (`case.systems`, keyed by name) runs only those
+            if (c.systems && !Object.prototype.hasOwnProperty.call(c.systems, name)) continue
             if (cfg.flushBeforeRun) {
               try {
                 await flushScenario(clustered)

@@ -211,6 +211,7 @@ function render(r) {
   for (const s of r.results) {
     for (const c of s.cases) {
       for (const name of s.systems) {
+        if (c.systems && !Object.prototype.hasOwnProperty.call(c.systems, name)) continue // not in this case
         const runs = s.runs[c.id][name] || []
         const cell = (x) => {
           if (x.error) return 'failed'
