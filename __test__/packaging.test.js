@@ -17,7 +17,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { SHARED_URL, uniquePrefix } = require('./helpers/redis.js')
-const { hostPlatform, builtAddon, stagePlatformPackage, pack } = require('../scripts/release-local.js')
+const { hostPlatform, builtAddon, stagePlatformPackage, pack, checkVersions } = require('../scripts/release-local.js')
 
 const root = path.join(__dirname, '..')
 const pkg = require('../package.json')
@@ -130,4 +130,9 @@ const url = process.argv[3]
     { cwd: app, env, encoding: 'utf8' })
   assert.equal(which.status, 0, which.stderr)
   assert.equal(path.relative(app, which.stdout.trim()), path.join('node_modules', `${pkg.name}-${platform}`, `${pkg.napi.binaryName}.${platform}.node`))
+})
+
+test('the platform packages and the optionalDependencies carry the package version', () => {
+  assert.deepEqual(checkVersions(), [])
+  assert.ok(Object.keys(pkg.optionalDependencies).length >= 7, 'linux gnu/musl x64/arm64, darwin x64/arm64, win32 x64')
 })

@@ -11,6 +11,9 @@
 //   node scripts/release-local.js --publish        then `npm publish` both tarballs (platform
 //                                                  package first; needs `npm login`); without it,
 //                                                  `npm publish --dry-run` shows what would go out
+//   node scripts/release-local.js --sync-versions  only: set the version of every npm/<platform>
+//                                                  package and of the optionalDependencies to
+//                                                  package.json's (the `version` script: npm version)
 //
 // The functions below are also what __test__/packaging.test.js uses to pack.
 
@@ -31,6 +34,39 @@ function hostPlatform() {
   }
   if (platform === 'win32') return `win32-${arch}-msvc`
   return `${platform}-${arch}`
+}
+
+/**
+ * The versions a release must agree on: every npm/<platform>/package.json and every
+ * optionalDependencies entry equal to package.json's version, and one platform package per
+ * optional dependency. Returns the list of disagreements (empty when all agree); with
+ * `write`, fixes them first.
+ */
+function checkVersions({ write = false } = {}) {
+  const file = path.join(root, 'package.json')
+  const main = JSON.parse(fs.readFileSync(file, 'utf8'))
+  const problems = []
+  const dirs = fs.readdirSync(path.join(root, 'npm')).sort()
+  const expected = Object.fromEntries(dirs.map((d) => [`${main.name}-${d}`, main.version]))
+  if (JSON.stringify(main.optionalDependencies) !== JSON.stringify(expected)) {
+    problems.push(`optionalDependencies ${JSON.stringify(main.optionalDependencies)} should be ${JSON.stringify(expected)}`)
+    if (write) {
+      main.optionalDependencies = expected
+      fs.writeFileSync(file, `${JSON.stringify(main, null, 2)}\n`)
+    }
+  }
+  for (const d of dirs) {
+    const f = path.join(root, 'npm', d, 'package.json')
+    const m = JSON.parse(fs.readFileSync(f, 'utf8'))
+    if (m.name !== `${main.name}-${d}` || m.version !== main.version) {
+      problems.push(`npm/${d}/package.json is ${m.name}@${m.version}, should be ${main.name}-${d}@${main.version}`)
+      if (write) {
+        m.version = main.version
+        fs.writeFileSync(f, `${JSON.stringify(m, null, 2)}\n`)
+      }
+    }
+  }
+  return problems
 }
 
 /** The addon built for `platform` in the package root (by `npm install` or `napi build --platform`). */
@@ -86,10 +122,19 @@ function main(argv) {
     else if (a === '--skip-tests') args.tests = false
     else if (a === '--publish') args.publish = true
     else if (a === '--out' && argv[i + 1]) args.out = path.resolve(argv[++i])
+    else if (a === '--sync-versions') {
+      for (const p of checkVersions({ write: true })) console.log(`fixed: ${p}`)
+      return
+    }
     else {
       console.error(`unknown argument ${a}\n${fs.readFileSync(__filename, 'utf8').split('\n').slice(5, 14).join('\n')}`)
       process.exit(2)
     }
+  }
+  const disagreements = checkVersions()
+  if (disagreements.length) {
+    console.error(`${disagreements.join('\n')}\n(node scripts/release-local.js --sync-versions fixes them)`)
+    process.exit(1)
   }
   const platform = hostPlatform()
   console.log(`release of ${pkg.name}@${pkg.version} for ${platform} (this machine)`)
@@ -118,6 +163,6 @@ function main(argv) {
   if (!args.publish) console.log('\ndry run: nothing was published (--publish publishes)')
 }
 
-module.exports = { hostPlatform, builtAddon, stagePlatformPackage, pack }
+module.exports = { hostPlatform, builtAddon, stagePlatformPackage, pack, checkVersions }
 
 if (require.main === module) main(process.argv.slice(2))
