@@ -2,7 +2,9 @@
 // What a user gets from npm: the host platform's package (the prebuilt .node) and the main
 // package are packed with `npm pack`, installed from the tarballs into a fresh project whose PATH
 // has no `cargo`, with the install script running (it must pick the prebuilt binary, not build);
-// then `require` and `import` of the installed package do a set/get through real Redis.
+// then `require` and `import` of the installed package do a set/get through real Redis. The
+// install script's other answers are checked there too: MLC_BUILD_FROM_SOURCE=1 without cargo
+// (a warning, the prebuilt binary), and no platform package without cargo (exit 1, a message).
 //
 // The platform package reaches the project the way it does from the registry: as the main
 // package's optional dependency (an `overrides` entry points that name at the local tarball).
@@ -70,6 +72,10 @@ test('the packed tarballs install without a Rust toolchain; require and import w
   }
   assert.equal(mainTgz.files.some((f) => f.startsWith('__test__/') || f.startsWith('target/') || f.startsWith('bench/')), false)
 
+  // the project installs --offline: nothing may need the registry, so no runtime dependency
+  assert.deepEqual(Object.keys(pkg.dependencies || {}), [],
+    'the package gained runtime dependencies: they must be in the npm cache for --offline (use --prefer-offline then)')
+
   // 2. a fresh project depending on the main package only; its optional dependency for this
   //    platform resolves to the local tarball
   const app = path.join(tmp, 'app')
@@ -125,6 +131,22 @@ const url = process.argv[3]
     assert.equal(out.l2Hits, 1, `${file}: the second instance read it from Redis`)
     assert.ok(out.codes > 0, `${file}: codes exported`)
   }
+  // 4. the install script's other answers, in the same project (still no cargo):
+  //    MLC_BUILD_FROM_SOURCE=1 warns and keeps the prebuilt binary ...
+  const rebuild = spawnSync('npm', ['rebuild', pkg.name, '--foreground-scripts'], {
+    cwd: app, env: { ...env, MLC_BUILD_FROM_SOURCE: '1' }, encoding: 'utf8', shell: process.platform === 'win32', timeout: 60_000,
+  })
+  assert.equal(rebuild.status, 0, `${rebuild.stdout}\n${rebuild.stderr}`)
+  assert.match(`${rebuild.stdout}${rebuild.stderr}`, /MLC_BUILD_FROM_SOURCE is set but `cargo` is not on PATH: using the prebuilt binary/)
+  //    ... and without the platform package it fails, naming the prebuilt platforms and what to install
+  fs.renameSync(path.join(app, 'node_modules', `${pkg.name}-${platform}`), path.join(tmp, 'moved-away'))
+  const missing = spawnSync(process.execPath, [path.join(installed, 'scripts', 'install.js')], { cwd: installed, env, encoding: 'utf8', timeout: 30_000 })
+  assert.equal(missing.status, 1, missing.stderr)
+  assert.match(missing.stderr, new RegExp(`Prebuilt binaries exist for: .*${platform}`))
+  assert.match(missing.stderr, /npm install multi-level-cache-\S+@\d/)
+  assert.match(missing.stderr, /install Rust .* \(https:\/\/rustup\.rs\)/)
+  fs.renameSync(path.join(tmp, 'moved-away'), path.join(app, 'node_modules', `${pkg.name}-${platform}`))
+
   // the addon loaded is the platform package's, not one from this repository
   const which = spawnSync(process.execPath, ['-e', `require('${pkg.name}'); console.log(Object.keys(require.cache).filter((f) => f.endsWith('.node')).join('\\n'))`],
     { cwd: app, env, encoding: 'utf8' })
