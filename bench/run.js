@@ -399,6 +399,7 @@ async function main() {
   const md = render(report)
   process.stdout.write(`${md}\n`)
   fs.writeFileSync(out, `${md}\n`)
+  await require('./charts.js').renderCharts(out, log) // SVG charts of the file, and a Charts section in it
   log(`\nwrote ${path.relative(process.cwd(), out) || out} in ${((Date.now() - t0) / 1000).toFixed(1)} s total`)
 
   const targets = targetRows(report)

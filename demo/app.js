@@ -12,6 +12,9 @@
 // L1 and Redis, and in every other process through the bus.
 //
 // Run alone: `node demo/app.js [--port 3000] [--no-cache]` (REDIS_URL, DATABASE_URL as in run.js).
+// Several instances (run.js --instances N) share one key prefix (MLC_DEMO_PREFIX) and one database
+// (MLC_DEMO_DB: the URL of demo/db-server.js, or DATABASE_URL seeded by the first instance only:
+// MLC_DEMO_SEED=0 for the others).
 
 const net = require('node:net')
 const express = require('express')
@@ -127,15 +130,16 @@ function probeRedis(url, timeoutMs = 500) {
  * Opens the database, probes Redis, builds the cache (unless `cache: false`) and listens on
  * 127.0.0.1. Resolves { server, port, info, close }.
  */
-async function start({ port = 0, cache: useCache = true, redisUrl, databaseUrl } = {}) {
-  const db = await openDb({ url: databaseUrl })
+async function start({ port = 0, cache: useCache = true, redisUrl, databaseUrl, seed = true, prefix } = {}) {
+  const db = await openDb({ url: databaseUrl, seed })
   const info = { database: db.kind, databaseVersion: db.version, seedMs: Math.round(db.seedMs), redisUrl, redis: null }
   let cache = null
   if (useCache) {
     info.redis = await probeRedis(redisUrl)
     cache = new MultiLevelCache({
       redisUrl,
-      prefix: `mlc-demo-${Date.now().toString(36)}`, // a fresh namespace per start: no entries left from an earlier run
+      // a fresh namespace per start (no entries left from an earlier run), shared by the instances of one run
+      prefix: prefix || `mlc-demo-${Date.now().toString(36)}`,
       l1: { maxEntries: 20_000 },
       l2: info.redis === null ? false : {}, // nothing answers: L1 alone
     })
@@ -163,7 +167,9 @@ if (require.main === module) {
     port: portArg >= 0 ? Number(args[portArg + 1]) : 0,
     cache: !args.includes('--no-cache'),
     redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
-    databaseUrl: process.env.DATABASE_URL,
+    databaseUrl: process.env.MLC_DEMO_DB || process.env.DATABASE_URL,
+    seed: process.env.MLC_DEMO_SEED !== '0',
+    prefix: process.env.MLC_DEMO_PREFIX,
   }).then(({ port, info, close }) => {
     if (process.send) process.send({ ready: true, port, info })
     else console.log(`listening on http://127.0.0.1:${port}`, info)

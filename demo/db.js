@@ -78,12 +78,13 @@ function similarPattern(name) {
 }
 
 /**
- * Opens the database named by `url` (a postgres:// URL) or an in-memory SQLite, creates and
- * seeds the demo's tables, and returns the data layer.
- * @param {{ url?: string }} [options]
+ * Opens the database named by `url` (a postgres:// URL, or the http:// URL of demo/db-server.js)
+ * or an in-memory SQLite, creates and seeds the demo's tables (unless `seed` is false: another
+ * instance did), and returns the data layer.
+ * @param {{ url?: string, seed?: boolean }} [options]
  */
-async function openDb({ url } = {}) {
-  const driver = url ? await postgres(url) : await sqlite()
+async function openDb({ url, seed = true } = {}) {
+  const driver = !url ? await sqlite() : url.startsWith('http://') ? await remote(url) : await postgres(url)
   const db = {
     kind: driver.kind,
     version: driver.version,
@@ -117,7 +118,7 @@ async function openDb({ url } = {}) {
     close: () => driver.close(),
   }
   const t = performance.now()
-  await driver.seed(seedRows())
+  if (seed && driver.seed) await driver.seed(seedRows())
   db.seedMs = performance.now() - t
   return db
 }
@@ -169,6 +170,27 @@ async function sqlite() {
       for (const stmt of statements.values()) stmt.free()
       handle.close()
     },
+  }
+}
+
+// ---- the SQLite of demo/db-server.js, shared by several app processes ------------------------
+
+/** Several instances need one database: the SQLite of demo/db-server.js, over HTTP (keep-alive). */
+async function remote(url) {
+  const info = await (await fetch(`${url}/info`)).json()
+  return {
+    kind: `${info.kind}, in one database process shared by the instances`,
+    version: info.version,
+    async query(sql, params) {
+      const res = await fetch(`${url}/query`, {
+        method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sql, params }),
+      })
+      const body = await res.json()
+      if (!res.ok) throw new Error(`database process: ${body.error}`)
+      return body.rows
+    },
+    seed: null, // the database process seeded it
+    async close() {},
   }
 }
 

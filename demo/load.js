@@ -79,11 +79,14 @@ class StaleChecker {
 }
 
 /**
- * Runs the mix against `url` for `duration` seconds. `onTick({ second, rps, stale })` is called
- * once a second. Resolves { requests, seconds, rps, p50, p99, errors, non2xx }.
- * @param {{ url: string, duration: number, connections: number, checker: StaleChecker, onTick?: Function }} options
+ * Runs the mix against `urls` (one app instance each) for `duration` seconds: the connections
+ * are assigned to the instances round robin, as a TCP load balancer would (10 connections over 3
+ * instances: 4, 3, 3), and one StaleChecker sees every request, so a read from one instance is
+ * checked against the updates made through the others. `onTick({ second, rps, stale })` is
+ * called once a second. Resolves { requests, seconds, rps, p50, p99, errors, non2xx }.
+ * @param {{ urls: string[], duration: number, connections: number, checker: StaleChecker, onTick?: Function }} options
  */
-function runLoad({ url, duration, connections, checker, onTick = () => {} }) {
+function runLoad({ urls, duration, connections, checker, onTick = () => {} }) {
   const product = zipf(HOT_PRODUCTS, ZIPF_S)
   const latencies = []
   let failures = 0 // responses that were not what the route promises
@@ -124,26 +127,38 @@ function runLoad({ url, duration, connections, checker, onTick = () => {} }) {
     },
   }
 
-  return new Promise((resolve, reject) => {
-    const started = performance.now()
-    const instance = autocannon({ url, connections, duration, pipelining: 1, timeout: 10, requests: [request] }, (err, result) => {
-      if (err) return reject(err)
-      const seconds = (performance.now() - started) / 1000
-      latencies.sort((a, b) => a - b)
-      const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN)
-      resolve({
-        requests: latencies.length,
-        seconds,
-        rps: latencies.length / seconds,
-        p50: pct(0.5),
-        p99: pct(0.99),
-        errors: result.errors + result.timeouts + failures,
-        non2xx: result.non2xx,
-      })
-    })
+  const share = urls.map((_, i) => Math.floor(connections / urls.length) + (i < connections % urls.length ? 1 : 0))
+  const targets = urls.map((url, i) => ({ url, connections: share[i] })).filter((t) => t.connections > 0)
+  const perSecond = new Map() // second -> [requests so far, instances that reported it]
+  const started = performance.now()
+  const runs = targets.map((target) => new Promise((resolve, reject) => {
+    const instance = autocannon({ url: target.url, connections: target.connections, duration, pipelining: 1, timeout: 10, requests: [request] },
+      (err, result) => (err ? reject(err) : resolve(result)))
     instance.on('response', (client, status, bytes, ms) => latencies.push(ms))
     let second = 0
-    instance.on('tick', ({ counter }) => onTick({ second: ++second, rps: counter, stale: checker.stale }))
+    instance.on('tick', ({ counter }) => {
+      second++
+      const entry = perSecond.get(second) || [0, 0]
+      entry[0] += counter
+      entry[1]++
+      perSecond.set(second, entry)
+      if (entry[1] === targets.length) onTick({ second, rps: entry[0], stale: checker.stale })
+    })
+  }))
+  return Promise.all(runs).then((results) => {
+    const seconds = (performance.now() - started) / 1000
+    latencies.sort((a, b) => a - b)
+    const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] : NaN)
+    const sum = (f) => results.reduce((n, r) => n + f(r), 0)
+    return {
+      requests: latencies.length,
+      seconds,
+      rps: latencies.length / seconds,
+      p50: pct(0.5),
+      p99: pct(0.99),
+      errors: sum((r) => r.errors + r.timeouts) + failures,
+      non2xx: sum((r) => r.non2xx),
+    }
   })
 }
 
