@@ -122,11 +122,11 @@ test('an invalidation while the loader runs: the stale value is not served as th
   await a.set('k', 'old', { ttl: 0.1, tags: ['t'] })
   await staleNow(a, 'k')
   const gate = deferred()
-  const p = a.getOrSet('k', async () => { await gate.promise; throw new Error('down') })
+  const p = a.getOrSet('k', async () => { await gate.promise; failing()() })
   await eventually(() => a.stats().loaderCalls === 1)
   await b.invalidateTag('t')
   gate.resolve()
-  await assert.rejects(p, (e) => e.message === 'down')
+  await assert.rejects(p, (e) => e.code === 'TEST_DB_DOWN')
 })
 
 test('softTimeout: a slow loader is answered with the graced value; it finishes in the background and fills both layers', async (t) => {
