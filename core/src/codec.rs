@@ -35,10 +35,16 @@ use std::fmt::Write;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The current envelope version.
+/// The envelope version of an entry without grace or eager refresh.
 ///
 /// Version 2 added `b` (tags became markers checked on read); a version-1 entry is a miss.
 pub const ENVELOPE_VERSION: u32 = 2;
+
+/// The envelope version of an entry with a grace or an eager refresh (`g`, `r`): Redis keeps
+/// it past its fresh expiry `e`, which a reader of version 2 (0.3) would not check, so such a
+/// reader must not take it for its own: an unknown version is a miss there. This build reads
+/// both.
+pub const ENVELOPE_VERSION_FRESHNESS: u32 = 3;
 
 /// A decoded envelope, borrowing from the Redis bytes.
 #[derive(Debug, PartialEq)]
@@ -144,7 +150,12 @@ pub fn encode(
     let mut text = String::with_capacity(value_json.len() + tags_json.len() + 80);
     let _ = write!(
         text,
-        "{{\"v\":{ENVELOPE_VERSION},\"e\":{}",
+        "{{\"v\":{},\"e\":{}",
+        if life.grace_ms > 0 || life.refresh_at_ms.is_some() {
+            ENVELOPE_VERSION_FRESHNESS
+        } else {
+            ENVELOPE_VERSION
+        },
         life.expires_at_ms
     );
     if life.grace_ms > 0 {
@@ -179,7 +190,7 @@ pub fn write_marker(write_id: u64) -> String {
 pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, DecodeError> {
     let text = std::str::from_utf8(bytes).map_err(|_| DecodeError::Malformed)?;
     let wire: Wire<'_> = serde_json::from_str(text).map_err(|_| DecodeError::Malformed)?;
-    if wire.v != ENVELOPE_VERSION {
+    if wire.v != ENVELOPE_VERSION && wire.v != ENVELOPE_VERSION_FRESHNESS {
         return Err(DecodeError::UnknownVersion(wire.v));
     }
     if wire.t.iter().any(|t| t.is_empty()) {
@@ -219,7 +230,7 @@ mod tests {
                 refresh_at_ms: Some(1000),
             };
             let env = encode(value, life, Some(50), 7, &tags).with_born(1_767_225_599_123_456);
-            assert!(env.starts_with("{\"v\":2,\"e\":1234,\"g\":30000,"), "{env}");
+            assert!(env.starts_with("{\"v\":3,\"e\":1234,\"g\":30000,"), "{env}");
             let d = decode(env.as_bytes()).unwrap();
             assert_eq!(d.born, 1_767_225_599_123_456);
             assert!(env.contains(&write_marker(7)));
