@@ -365,7 +365,7 @@ test('garbage under {prefix}:k:<key> is a counted miss: get resolves null, getOr
     ['a JSON array', '[1,2,3]'],
     ['a JSON string', '"just a string"'],
     ['a JSON number', '42'],
-    ['envelope version 3', JSON.stringify({ v: 3, e: future, t: [], d: 1 })],
+    ['envelope version 4 (unknown to this build)', JSON.stringify({ v: 4, e: future, t: [], d: 1 })],
     ['envelope version 1 (before tag markers)', JSON.stringify({ v: 1, e: future, t: [], d: 1 })],
     ['envelope with a negative b', JSON.stringify({ v: 2, e: future, t: [], b: -1, d: 1 })],
     ['envelope version 0', JSON.stringify({ v: 0, e: future, t: [], d: 1 })],
