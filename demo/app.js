@@ -163,24 +163,13 @@ if (require.main === module) {
   // as a child of run.js (IPC: report { ready, port, info }) or on its own
   const args = process.argv.slice(2)
   const portArg = args.indexOf('--port')
-  start({
+  const started = start({
     port: portArg >= 0 ? Number(args[portArg + 1]) : 0,
     cache: !args.includes('--no-cache'),
     redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379',
     databaseUrl: process.env.MLC_DEMO_DB || process.env.DATABASE_URL,
     seed: process.env.MLC_DEMO_SEED !== '0',
     prefix: process.env.MLC_DEMO_PREFIX,
-  }).then(({ port, info, close }) => {
-    if (process.send) process.send({ ready: true, port, info })
-    else console.log(`listening on http://127.0.0.1:${port}`, info)
-    let stopping
-    const stop = () => (stopping ??= close().then(() => process.exit(0), () => process.exit(1)))
-    process.on('SIGTERM', stop)
-    process.on('SIGINT', stop)
-    process.on('disconnect', stop)
-  }, (e) => {
-    if (!process.send) console.error(e)
-    if (process.send) process.send({ ready: false, error: String(e.message || e) }, () => process.exit(1))
-    else process.exit(1)
   })
+  require('./child.js').runAsChild(started, 'listening')
 }

@@ -40,17 +40,4 @@ async function serve(port = 0) {
 
 module.exports = { serve }
 
-if (require.main === module) {
-  serve().then(({ port, info, close }) => {
-    if (process.send) process.send({ ready: true, port, info })
-    else console.log(`database process on http://127.0.0.1:${port}`, info)
-    let stopping
-    const stop = () => (stopping ??= close().then(() => process.exit(0), () => process.exit(1)))
-    process.on('SIGTERM', stop)
-    process.on('SIGINT', stop)
-    process.on('disconnect', stop)
-  }, (e) => {
-    if (process.send) process.send({ ready: false, error: String(e.message || e) }, () => process.exit(1))
-    else { console.error(e); process.exit(1) }
-  })
-}
+if (require.main === module) require('./child.js').runAsChild(serve(), 'database process')
