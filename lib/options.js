@@ -185,4 +185,4 @@ function normalizeOptions(options) {
   }
 }
 
-module.exports = { normalizeOptions }
+module.exports = { normalizeOptions, TOP_LEVEL }

@@ -68,65 +68,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The notifier: a weak threadsafe function taking no arguments.
 type Notify = ThreadsafeFunction<(), (), (), Status, false, true>;
 
-/// Options after the JS layer checked their types; ranges are checked by `mlc-core`.
-#[napi(object)]
-pub struct NativeOptions {
-    /// Redis URL; absent: no Redis.
-    pub redis_url: Option<String>,
-    /// Namespace of every Redis key and channel.
-    pub prefix: Option<String>,
-    /// `l1: false`.
-    pub l1_disabled: Option<bool>,
-    /// `l1.maxEntries`.
-    pub l1_max_entries: Option<f64>,
-    /// `l1.ttl`, seconds.
-    pub l1_ttl: Option<f64>,
-    /// `l2: false`.
-    pub l2_disabled: Option<bool>,
-    /// `l2.ttl`, seconds.
-    pub l2_ttl: Option<f64>,
-    /// `lock.ttl`, seconds.
-    pub lock_ttl: Option<f64>,
-    /// `lock.wait`, seconds.
-    pub lock_wait: Option<f64>,
-    /// `loaderTimeout`, seconds.
-    pub loader_timeout: Option<f64>,
-    /// `redis.connectTimeout`, seconds.
-    pub connect_timeout: Option<f64>,
-    /// `redis.commandTimeout`, seconds.
-    pub command_timeout: Option<f64>,
-    /// `redis.breakerThreshold`.
-    pub breaker_threshold: Option<f64>,
-    /// `redis.breakerCooldown`, seconds.
-    pub breaker_cooldown: Option<f64>,
-    /// `redis.tls.caFile`.
-    pub tls_ca_file: Option<String>,
-    /// `redis.tls.certFile`.
-    pub tls_cert_file: Option<String>,
-    /// `redis.tls.keyFile`.
-    pub tls_key_file: Option<String>,
-    /// `limits.maxValueBytes`.
-    pub max_value_bytes: Option<f64>,
-    /// `bus.ackTimeout`, in seconds.
-    pub bus_ack_timeout: Option<f64>,
-    /// `redis.waitReplicas`.
-    pub wait_replicas: Option<f64>,
-    /// `redis.waitTimeout`, seconds.
-    pub wait_timeout: Option<f64>,
-    /// `sentinel.nodes`.
-    pub sentinel_nodes: Option<Vec<String>>,
-    /// `sentinel.name`.
-    pub sentinel_name: Option<String>,
-    /// `sentinel.username`.
-    pub sentinel_username: Option<String>,
-    /// `sentinel.password`.
-    pub sentinel_password: Option<String>,
-    /// `sentinel.db`.
-    pub sentinel_db: Option<f64>,
-    /// `cluster.nodes`.
-    pub cluster_nodes: Option<Vec<String>>,
-}
-
 /// The resolved settings, as JS needs them.
 #[napi(object)]
 pub struct NativeSettings {
@@ -273,36 +214,17 @@ impl NativeCache {
     /// Validates `options` (throwing `TypeError`/`RangeError` with an `ERR_MLC_*` code) and
     /// builds the cache. `notify` is called with no arguments when completions are waiting.
     #[napi(constructor)]
-    pub fn new(env: Env, options: NativeOptions, notify: Function<(), ()>) -> Result<Self> {
-        let opts = Options {
-            redis_url: options.redis_url,
-            prefix: options.prefix,
-            l1_disabled: options.l1_disabled.unwrap_or(false),
-            l1_max_entries: options.l1_max_entries,
-            l1_ttl: options.l1_ttl,
-            l2_disabled: options.l2_disabled.unwrap_or(false),
-            l2_ttl: options.l2_ttl,
-            lock_ttl: options.lock_ttl,
-            lock_wait: options.lock_wait,
-            loader_timeout: options.loader_timeout,
-            connect_timeout: options.connect_timeout,
-            command_timeout: options.command_timeout,
-            breaker_threshold: options.breaker_threshold,
-            breaker_cooldown: options.breaker_cooldown,
-            tls_ca_file: options.tls_ca_file,
-            tls_cert_file: options.tls_cert_file,
-            tls_key_file: options.tls_key_file,
-            max_value_bytes: options.max_value_bytes,
-            bus_ack_timeout: options.bus_ack_timeout,
-            wait_replicas: options.wait_replicas,
-            wait_timeout: options.wait_timeout,
-            sentinel_nodes: options.sentinel_nodes,
-            sentinel_name: options.sentinel_name,
-            sentinel_username: options.sentinel_username,
-            sentinel_password: options.sentinel_password,
-            sentinel_db: options.sentinel_db,
-            cluster_nodes: options.cluster_nodes,
-        };
+    pub fn new(
+        env: Env,
+        #[napi(ts_arg_type = "Record<string, unknown>")] options: Object,
+        notify: Function<(), ()>,
+    ) -> Result<Self> {
+        // one list of options: mlc_core::config::Options, under its camelCase names
+        let opts: Options = env.from_js_value(options).map_err(|e| {
+            Error::from_reason(format!(
+                "the JS layer passed options mlc-core does not know: {e}"
+            ))
+        })?;
         let config = Config::from_options(opts).map_err(|e| throw(&env, &e))?;
         let notify: Arc<Notify> = Arc::new(
             notify

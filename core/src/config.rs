@@ -53,8 +53,12 @@ pub const MAX_WAIT_REPLICAS: u32 = 16;
 /// The longest prefix accepted, in bytes.
 pub const MAX_PREFIX_LENGTH: usize = 64;
 
-/// Raw options as the caller gave them (already type-checked by the binding), all optional.
-#[derive(Debug, Clone, Default)]
+/// Raw options as the caller gave them (types checked by the JS layer, `lib/options.js`), all
+/// optional. This struct is the one list of native options: the binding deserializes the JS
+/// object straight into it, under these names in camelCase (`l1MaxEntries`, ...), and refuses a
+/// name it does not know, so the JS layer cannot drift from it unnoticed.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct Options {
     /// `redisUrl`: `redis://`, `rediss://`, `unix://` or `redis+unix://`. `None`: no Redis.
     pub redis_url: Option<String>,
