@@ -245,16 +245,7 @@ class MultiLevelCache {
    * @param {string} key
    */
   del(key) {
-    if (this.#closed) return closedError()
-    const err = checkKey(key, this.#limits.maxKeyLength)
-    if (err !== undefined) return Promise.reject(err)
-    this.#flights.delete(key)
-    this.#backoff.delete(key)
-    this.#refreshBackoff.delete(key)
-    const id = this.#id()
-    const pending = this.#native.del(id, key)
-    this.#clearFreed()
-    return pending ? this.#await(id, OP_VOID, key) : Promise.resolve()
+    return this.#dropKey(key, false)
   }
 
   /**
@@ -264,16 +255,7 @@ class MultiLevelCache {
    * @param {string} key
    */
   expire(key) {
-    if (this.#closed) return closedError()
-    const err = checkKey(key, this.#limits.maxKeyLength)
-    if (err !== undefined) return Promise.reject(err)
-    this.#flights.delete(key)
-    this.#backoff.delete(key)
-    this.#refreshBackoff.delete(key)
-    const id = this.#id()
-    const pending = this.#native.expire(id, key)
-    this.#clearFreed()
-    return pending ? this.#await(id, OP_VOID, key) : Promise.resolve()
+    return this.#dropKey(key, true)
   }
 
   /**
@@ -358,6 +340,20 @@ class MultiLevelCache {
         this.#keys = []
       })
     return this.#closing
+  }
+
+  /** `del` (`expire` false) or `expire`: the key's lookups and fail-safe answers end here too. */
+  #dropKey(key, expire) {
+    if (this.#closed) return closedError()
+    const err = checkKey(key, this.#limits.maxKeyLength)
+    if (err !== undefined) return Promise.reject(err)
+    this.#flights.delete(key)
+    this.#backoff.delete(key)
+    this.#refreshBackoff.delete(key)
+    const id = this.#id()
+    const pending = expire ? this.#native.expire(id, key) : this.#native.del(id, key)
+    this.#clearFreed()
+    return pending ? this.#await(id, OP_VOID, key) : Promise.resolve()
   }
 
   /** Resolves once every lookup in flight has settled, or after `ms`, whichever comes first. */
@@ -662,7 +658,7 @@ class MultiLevelCache {
           early = false
           continue
         }
-        // an eager refresh another process is doing (or Redis failed): keep what we have
+        // an eager refresh another process is doing (its value did not come within lock.wait): keep what we have
         if (r.left) return flight.stale === undefined ? null : flight.stale.value
         load = r
         if (r.stale !== undefined) this.#learnStale(flight, r.stale)

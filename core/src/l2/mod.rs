@@ -848,11 +848,7 @@ impl L2 {
             inv.key(self.keys.entry(key));
             inv.arg(token).arg(ttl.as_millis() as u64).arg(marker);
             let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
-            return Ok(match self.read_or_lock_reply(&reply)? {
-                ReadOrLock::Acquired(_) => ReadOrLock::Acquired(self.birth(clock_trusted).await?),
-                ReadOrLock::Busy(_) => ReadOrLock::Busy(self.birth(clock_trusted).await?),
-                value => value,
-            });
+            return self.slot_lock_reply(&reply, clock_trusted).await;
         }
         let mut inv = self.take_lock.key(self.keys.lock(key));
         inv.key(self.keys.clock()).key(self.keys.entry(key));

@@ -104,7 +104,7 @@ impl L2 {
 
     /// The birth of a load starting now: the known clock while the bus keeps it current, else
     /// the clock read from Redis.
-    pub(super) async fn birth(&self, clock_trusted: bool) -> Result<u64, L2Error> {
+    async fn birth(&self, clock_trusted: bool) -> Result<u64, L2Error> {
         let known = self.clock_known.load(Ordering::Acquire);
         if clock_trusted && known > 0 {
             return Ok(known);
@@ -126,8 +126,17 @@ impl L2 {
         inv.arg(token).arg(ttl.as_millis() as u64);
         inv.arg(Discard::script_arg(discard));
         let reply: Vec<redis::Value> = self.bounded(inv.invoke_async(&mut c)).await?;
-        // the script does not read the clock: the birth comes from what this process knows
-        Ok(match self.read_or_lock_reply(&reply)? {
+        self.slot_lock_reply(&reply, clock_trusted).await
+    }
+
+    /// A one-slot lookup or lock script's reply, with the load's birth put in: the script does
+    /// not read the clock, so the birth comes from what this process knows.
+    pub(super) async fn slot_lock_reply(
+        &self,
+        reply: &[redis::Value],
+        clock_trusted: bool,
+    ) -> Result<ReadOrLock, L2Error> {
+        Ok(match self.read_or_lock_reply(reply)? {
             ReadOrLock::Acquired(_) => ReadOrLock::Acquired(self.birth(clock_trusted).await?),
             ReadOrLock::Busy(_) => ReadOrLock::Busy(self.birth(clock_trusted).await?),
             value => value,
